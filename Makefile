@@ -1,0 +1,27 @@
+# Berth's entry points. Everything here runs as root: containers need it.
+GO ?= go
+BIN := bin/berth
+
+.PHONY: build demo test test-unit bench clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/berth
+	ln -sf berth bin/berth-runc
+
+# Build Berth and run a container from a busybox bundle it prepares itself.
+demo:
+	hack/demo.sh
+
+# Install what the tests need and run all of them.
+test:
+	hack/test.sh
+
+# Only the tests that need neither root nor extra packages.
+test-unit:
+	$(GO) test -race ./runtime/seccomp/ ./runtime/config/ ./runtime/cgroups/
+
+bench:
+	bench/runtime.sh
+
+clean:
+	rm -rf bin _output

@@ -1,0 +1,64 @@
+// Command berth is the whole container stack in one binary. Invoked as
+// berth-runc it is a drop-in runc; as berth it offers that CLI under
+// `berth runtime` beside the rest.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/berth-dev/berth/cmd/berth/commands/runtimecmd"
+	"github.com/berth-dev/berth/internal/version"
+	"github.com/berth-dev/berth/runtime"
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	if runtime.IsInit() {
+		// A container process being born: nothing else may run first.
+		runtime.Init()
+	}
+	var root *cobra.Command
+	if filepath.Base(os.Args[0]) == "berth-runc" {
+		root = runtimecmd.New("berth-runc")
+	} else {
+		root = newRoot()
+	}
+	err := root.Execute()
+	if err == nil {
+		return
+	}
+	var ec runtimecmd.ExitCode
+	if errors.As(err, &ec) {
+		os.Exit(int(ec))
+	}
+	fmt.Fprintln(os.Stderr, "berth:", err)
+	os.Exit(1)
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "berth",
+		Short: "The container stack in one binary: OCI runtime, images, engine, CRI, Docker and Kubernetes APIs",
+		Long: `Berth runs containers from an OCI bundle up to a Kubernetes-style cluster.
+
+Each layer works with the tools people already use:
+  berth runtime ...   an OCI runtime with runc's command line (also as berth-runc)`,
+		Version:       version.String(),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.AddCommand(runtimecmd.New("runtime"))
+	root.AddCommand(&cobra.Command{
+		Use:   "version",
+		Short: "Print Berth's version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(cmd.OutOrStdout(), version.Long())
+		},
+	})
+	return root
+}

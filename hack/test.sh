@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Install what Berth's tests need on a fresh Debian machine and run them all:
+# unit tests (with -race where no root is needed), the integration tests
+# (real containers, as root), and the conformance suites.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+	echo "hack/test.sh: run as root; the tests create namespaces, mounts and cgroups" >&2
+	exit 1
+fi
+
+pkgs=(busybox-static iproute2 procps)
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo ">> apt-get install ${missing[*]}"
+	apt-get update -qq >/dev/null || true
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+echo ">> go mod download"
+go mod download
+
+echo ">> gofmt, go vet"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt needed:" $unformatted >&2
+	exit 1
+fi
+go vet ./...
+
+echo ">> unit tests (race detector)"
+go test -race -count=1 ./runtime/seccomp/ ./runtime/config/ ./runtime/cgroups/
+
+echo ">> integration tests (root)"
+go test -count=1 -timeout 20m ./...

@@ -1,0 +1,286 @@
+// Package cgroups places containers in control groups and applies the OCI
+// runtime spec's linux.resources to them, on cgroup v1 (including the hybrid
+// layout of v1 controllers beside an empty cgroup2 mount) and on cgroup v2.
+//
+// Which one is used follows what is mounted, never a setting: a cgroup2
+// filesystem at the root of the hierarchy (/sys/fs/cgroup) means v2, anything
+// else means v1 with every mounted hierarchy joined.
+package cgroups
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/moby/sys/mountinfo"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Manager is one container's cgroup, whichever version backs it.
+type Manager interface {
+	// Create makes the cgroup directories. It remembers which ones it made,
+	// so that Destroy after a failed create removes only those.
+	Create() error
+	// Apply moves a process into the cgroup.
+	Apply(pid int) error
+	// Set writes resource limits. It is used at create and by update.
+	Set(r *specs.LinuxResources) error
+	// Freeze stops (true) or thaws (false) every process in the cgroup and
+	// waits until the kernel reports the new state.
+	Freeze(frozen bool) error
+	// Frozen reports whether the cgroup is frozen.
+	Frozen() (bool, error)
+	// Pids lists the processes in the cgroup, including its descendants.
+	Pids() ([]int, error)
+	// Stats reads usage counters.
+	Stats() (*Stats, error)
+	// Destroy removes the cgroup directories. The cgroup must hold no
+	// processes; Destroy retries briefly while the kernel lets go of them.
+	Destroy() error
+	// Paths maps each hierarchy ("" for cgroup2) to the cgroup's directory.
+	Paths() map[string]string
+	// Version is 1 or 2.
+	Version() int
+}
+
+// Options locate a container's cgroup.
+type Options struct {
+	// Path is the spec's linux.cgroupsPath. Absolute paths are taken from the
+	// hierarchy's root, relative ones from the runtime's own cgroup.
+	Path string
+	// Name is used when Path is empty (the container ID).
+	Name string
+	// Root overrides where cgroup2 is mounted; tests point it at a
+	// directory of their own. It selects v2.
+	Root string
+}
+
+// ErrSystemd is returned for a systemd-style cgroupsPath ("slice:prefix:name").
+var ErrSystemd = errors.New("systemd cgroup paths (slice:prefix:name) need the systemd cgroup driver, which Berth does not provide: use a cgroupfs path such as /berth/<id>")
+
+// IsSystemdPath reports whether p has the form systemd's driver expects.
+func IsSystemdPath(p string) bool {
+	return strings.Count(p, ":") == 2 && !strings.HasPrefix(p, "/")
+}
+
+const unifiedMountpoint = "/sys/fs/cgroup"
+
+// IsV2 reports whether the host runs the unified hierarchy only.
+func IsV2() bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs(unifiedMountpoint, &st); err != nil {
+		return false
+	}
+	return st.Type == unix.CGROUP2_SUPER_MAGIC
+}
+
+// New returns the manager for the host's cgroup layout. It touches nothing.
+func New(o Options) (Manager, error) {
+	if IsSystemdPath(o.Path) {
+		return nil, ErrSystemd
+	}
+	if o.Root != "" {
+		return newV2(o.Root, o)
+	}
+	if IsV2() {
+		return newV2(unifiedMountpoint, o)
+	}
+	return newV1(o)
+}
+
+// Load returns the manager for a cgroup whose directories are known (from a
+// container's saved state).
+func Load(version int, paths map[string]string) (Manager, error) {
+	switch version {
+	case 1:
+		return &v1{paths: paths}, nil
+	case 2:
+		return &v2{dir: paths[""]}, nil
+	}
+	return nil, fmt.Errorf("unknown cgroup version %d", version)
+}
+
+// ownCgroups parses /proc/self/cgroup: hierarchy (controller list, or "" for
+// cgroup2) to path.
+func ownCgroups() (map[string]string, error) {
+	f, err := os.Open("/proc/self/cgroup")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := map[string]string{}
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		parts := strings.SplitN(s.Text(), ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		out[parts[1]] = parts[2]
+	}
+	return out, s.Err()
+}
+
+// innerPath turns the spec's path into one inside the hierarchy, given the
+// runtime's own cgroup there.
+func innerPath(o Options, own string) string {
+	p := o.Path
+	if p == "" {
+		p = o.Name
+	}
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(own, p)
+	}
+	return filepath.Clean("/" + p)
+}
+
+// mounts lists the cgroup filesystems in this mount namespace.
+func mounts() ([]*mountinfo.Info, error) {
+	return mountinfo.GetMounts(func(i *mountinfo.Info) (skip, stop bool) {
+		return i.FSType != "cgroup" && i.FSType != "cgroup2", false
+	})
+}
+
+// writeFile writes one cgroup knob, naming the knob and value on failure.
+func writeFile(dir, file, value string) error {
+	p := filepath.Join(dir, file)
+	if err := os.WriteFile(p, []byte(value), 0); err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("write %q to %s: %w", value, p, err)
+	}
+	return nil
+}
+
+func readFile(dir, file string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, file))
+	return strings.TrimSpace(string(b)), err
+}
+
+func readUint(dir, file string) (uint64, error) {
+	s, err := readFile(dir, file)
+	if err != nil {
+		return 0, err
+	}
+	if s == "max" {
+		return ^uint64(0), nil
+	}
+	return strconv.ParseUint(s, 10, 64)
+}
+
+// fieldError names the spec field whose value the kernel refused.
+type fieldError struct {
+	field string
+	err   error
+}
+
+func (e *fieldError) Error() string { return "linux.resources." + e.field + ": " + e.err.Error() }
+func (e *fieldError) Unwrap() error { return e.err }
+
+func fieldErr(field string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &fieldError{field: field, err: err}
+}
+
+// readPids reads cgroup.procs of dir and every directory below it.
+func readPids(dir string) ([]int, error) {
+	var pids []int
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			if os.IsNotExist(err) && p != dir {
+				return nil
+			}
+			return err
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		b, err := os.ReadFile(filepath.Join(p, "cgroup.procs"))
+		if err != nil {
+			if os.IsNotExist(err) {
+				return nil
+			}
+			return err
+		}
+		for _, f := range strings.Fields(string(b)) {
+			pid, err := strconv.Atoi(f)
+			if err == nil {
+				pids = append(pids, pid)
+			}
+		}
+		return nil
+	})
+	return pids, err
+}
+
+// removeDir removes a cgroup directory and its children, deepest first,
+// retrying EBUSY for a while: the kernel keeps a cgroup busy for a moment
+// after its last process has exited.
+func removeDir(dir string) error {
+	var dirs []string
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := rmdirRetry(dirs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func rmdirRetry(dir string) error {
+	delay := time.Millisecond
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := unix.Rmdir(dir)
+		if err == nil || errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			return fmt.Errorf("remove cgroup %s: %w", dir, err)
+		}
+		time.Sleep(delay)
+		if delay < 100*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+// mkdirTracked creates dir and its missing parents below base and returns the
+// ones it made, outermost first.
+func mkdirTracked(base, dir string) ([]string, error) {
+	rel, err := filepath.Rel(base, dir)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		return nil, fmt.Errorf("cgroup path %s escapes %s", dir, base)
+	}
+	var made []string
+	cur := base
+	for _, part := range strings.Split(rel, string(filepath.Separator)) {
+		if part == "." || part == "" {
+			continue
+		}
+		cur = filepath.Join(cur, part)
+		err := unix.Mkdir(cur, 0o755)
+		if err == nil {
+			made = append(made, cur)
+			continue
+		}
+		if !errors.Is(err, unix.EEXIST) {
+			return made, fmt.Errorf("create cgroup %s: %w", cur, err)
+		}
+	}
+	return made, nil
+}

@@ -1,0 +1,200 @@
+package runtime_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/runtime/config"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// These tests drive the berth binary through its runc command line, as root,
+// against busybox bundles: real namespaces, mounts and cgroups.
+
+var (
+	berthBin string // built once in TestMain
+	busybox  string
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	if os.Geteuid() != 0 {
+		fmt.Println("skipping runtime integration tests: they need root")
+		return 0
+	}
+	var err error
+	busybox, err = exec.LookPath("busybox")
+	if err != nil {
+		fmt.Println("busybox-static is needed (apt-get install busybox-static)")
+		return 1
+	}
+	dir, err := os.MkdirTemp("", "berth-runtime-test")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	berthBin = filepath.Join(dir, "berth")
+	out, err := exec.Command("go", "build", "-o", berthBin, "github.com/berth-dev/berth/cmd/berth").CombinedOutput()
+	if err != nil {
+		fmt.Printf("build berth: %v\n%s", err, out)
+		return 1
+	}
+	return m.Run()
+}
+
+var idSeq atomic.Int64
+
+// env is one test's runtime root and helpers.
+type env struct {
+	t    *testing.T
+	root string
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	e := &env{t: t, root: t.TempDir()}
+	t.Cleanup(func() {
+		// Remove whatever a failed test left running.
+		out, _ := e.berth("list", "-q")
+		for _, id := range strings.Fields(out) {
+			e.berth("delete", "--force", id)
+		}
+	})
+	return e
+}
+
+func (e *env) id() string {
+	return fmt.Sprintf("%s-%d", strings.ReplaceAll(strings.ToLower(e.t.Name()), "/", "-"), idSeq.Add(1))
+}
+
+// berth runs the CLI and returns its combined output and error.
+func (e *env) berth(args ...string) (string, error) {
+	return e.berthIn("", args...)
+}
+
+func (e *env) berthIn(dir string, args ...string) (string, error) {
+	cmd := exec.Command(berthBin, append([]string{"runtime", "--root", e.root}, args...)...)
+	cmd.Dir = dir
+	// A file, not a pipe: a detached container inherits these and keeps
+	// them open long after the command returns.
+	out, err := os.CreateTemp("", "berth-out")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer os.Remove(out.Name())
+	defer out.Close()
+	cmd.Stdout, cmd.Stderr = out, out
+	err = cmd.Run()
+	data, _ := os.ReadFile(out.Name())
+	return string(data), err
+}
+
+// must runs the CLI and fails the test on error.
+func (e *env) must(args ...string) string {
+	e.t.Helper()
+	out, err := e.berth(args...)
+	if err != nil {
+		e.t.Fatalf("berth %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// bundle is a busybox bundle with a config the test may edit before use.
+type bundle struct {
+	dir    string
+	rootfs string
+	spec   *specs.Spec
+}
+
+func (e *env) bundle(args ...string) *bundle {
+	e.t.Helper()
+	dir := e.t.TempDir()
+	rootfs := filepath.Join(dir, "rootfs")
+	for _, d := range []string{"bin", "etc", "tmp", "proc", "sys", "dev"} {
+		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(busybox)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "bin", "busybox"), data, 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	for _, applet := range []string{"sh", "echo", "cat", "ls", "id", "sleep", "true", "false", "hostname", "mkdir",
+		"mount", "ps", "readlink", "touch", "grep", "head", "wc", "kill", "stat", "ip", "test", "env", "pwd", "tr", "sed", "rm", "ln", "uname", "date", "nproc"} {
+		if err := os.Symlink("busybox", filepath.Join(rootfs, "bin", applet)); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(rootfs, "etc", "passwd"), []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"), 0o644)
+	spec := config.Default()
+	spec.Process.Terminal = false
+	spec.Root.Readonly = false
+	if len(args) > 0 {
+		spec.Process.Args = args
+	}
+	return &bundle{dir: dir, rootfs: rootfs, spec: spec}
+}
+
+// write saves the bundle's config.
+func (b *bundle) write(t *testing.T) string {
+	t.Helper()
+	data, err := json.MarshalIndent(b.spec, "", " ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(b.dir, config.Name), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return b.dir
+}
+
+// run runs the bundle in the foreground and returns output and exit code.
+func (e *env) run(b *bundle) (string, int) {
+	e.t.Helper()
+	out, err := e.berth("run", "--bundle", b.write(e.t), e.id())
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			return out, ee.ExitCode()
+		}
+		e.t.Fatal(err)
+	}
+	return out, 0
+}
+
+// state returns a container's OCI state.
+func (e *env) state(id string) specs.State {
+	e.t.Helper()
+	var st specs.State
+	out := e.must("state", id)
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		e.t.Fatalf("state %s: %v\n%s", id, err, out)
+	}
+	return st
+}
+
+// waitFor polls cond until it holds or the time is up.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func i64(v int64) *int64 { return &v }

@@ -1,0 +1,269 @@
+// Package runtime is Berth's OCI runtime: it turns a bundle (a root
+// filesystem and config.json) into an isolated process and manages it through
+// the lifecycle the OCI Runtime Spec defines (create, start, state, kill,
+// delete), plus runc's extensions (exec, pause, resume, update, ps, events).
+//
+// A container's state lives in a directory under the runtime's root; no
+// process of Berth's stays behind once a command returns, so any number of
+// berth processes (or a containerd shim calling berth-runc) can manage the
+// same containers.
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/berth-dev/berth/runtime/cgroups"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Status values, as the spec names them.
+const (
+	StatusCreating = "creating"
+	StatusCreated  = "created"
+	StatusRunning  = "running"
+	StatusPaused   = "paused"
+	StatusStopped  = "stopped"
+)
+
+const (
+	stateFile  = "state.json"
+	execFifo   = "exec.fifo"
+	statusFifo = "status.fifo"
+)
+
+// ErrNotExist is returned for an ID with no container.
+var ErrNotExist = errors.New("container does not exist")
+
+// ErrExist is returned by create for an ID already in use.
+var ErrExist = errors.New("container already exists")
+
+// saved is what a container's directory records at create.
+type saved struct {
+	ID           string            `json:"id"`
+	Bundle       string            `json:"bundle"`
+	Rootfs       string            `json:"rootfs"`
+	Pid          int               `json:"pid"`
+	PidStartTime uint64            `json:"pidStartTime"`
+	Created      time.Time         `json:"created"`
+	Owner        string            `json:"owner"`
+	Spec         *specs.Spec       `json:"spec"`
+	CgroupV      int               `json:"cgroupVersion"`
+	CgroupPaths  map[string]string `json:"cgroupPaths"`
+}
+
+// State is the OCI state of a container, with runc's extra fields.
+type State struct {
+	specs.State
+	Rootfs  string    `json:"rootfs"`
+	Created time.Time `json:"created"`
+	Owner   string    `json:"owner"`
+}
+
+// Container is a handle on one container's saved state.
+type Container struct {
+	rt  *Runtime
+	dir string
+	s   saved
+}
+
+var idPattern = regexp.MustCompile(`^[\w+.-]+$`)
+
+// checkID refuses IDs that could name a path outside the root.
+func checkID(id string) error {
+	if id == "" {
+		return errors.New("container ID is empty")
+	}
+	if len(id) > 1024 || !idPattern.MatchString(id) || id == "." || id == ".." {
+		return fmt.Errorf("invalid container ID %q: use letters, digits and _ + - .", id)
+	}
+	return nil
+}
+
+// Load opens an existing container.
+func (r *Runtime) Load(id string) (*Container, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(r.Root, id)
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, fmt.Errorf("container %s: %w", id, ErrNotExist)
+		}
+		return nil, err
+	}
+	c := &Container{rt: r, dir: dir}
+	if err := json.Unmarshal(b, &c.s); err != nil {
+		return nil, fmt.Errorf("container %s: corrupt state: %w", id, err)
+	}
+	return c, nil
+}
+
+// List returns every container under the root.
+func (r *Runtime) List() ([]*Container, error) {
+	ents, err := os.ReadDir(r.Root)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var out []*Container
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		c, err := r.Load(e.Name())
+		if err != nil {
+			// A directory of a container being created has no state yet.
+			continue
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+func (c *Container) ID() string { return c.s.ID }
+
+// Spec is the config the container was created with.
+func (c *Container) Spec() *specs.Spec { return c.s.Spec }
+
+// Pid is the host PID of the container's init process.
+func (c *Container) Pid() int { return c.s.Pid }
+
+func (c *Container) save() error {
+	b, err := json.Marshal(&c.s)
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(c.dir, stateFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(c.dir, stateFile))
+}
+
+func (c *Container) cgroup() (cgroups.Manager, error) {
+	return cgroups.Load(c.s.CgroupV, c.s.CgroupPaths)
+}
+
+// procStat returns a process's state letter and start time from
+// /proc/PID/stat.
+func procStat(pid int) (byte, uint64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	// The command name is in parentheses and may hold anything.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, 0, fmt.Errorf("malformed /proc/%d/stat", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return 0, 0, fmt.Errorf("malformed /proc/%d/stat", pid)
+	}
+	start, err := strconv.ParseUint(f[19], 10, 64)
+	return f[0][0], start, err
+}
+
+// initAlive reports whether the container's init is still the process
+// recorded at create (a reused PID is not) and has not exited.
+func (c *Container) initAlive() bool {
+	if c.s.Pid <= 0 {
+		return false
+	}
+	st, start, err := procStat(c.s.Pid)
+	if err != nil || start != c.s.PidStartTime {
+		return false
+	}
+	return st != 'Z' && st != 'X'
+}
+
+// Status derives the container's status from the system, not from a
+// recorded value, so it is right even after a crash.
+func (c *Container) Status() string {
+	if !c.initAlive() {
+		return StatusStopped
+	}
+	if _, err := os.Lstat(filepath.Join(c.dir, execFifo)); err == nil {
+		return StatusCreated
+	}
+	if cg, err := c.cgroup(); err == nil {
+		if frozen, _ := cg.Frozen(); frozen {
+			return StatusPaused
+		}
+	}
+	return StatusRunning
+}
+
+// State reports the container's OCI state.
+func (c *Container) State() *State {
+	st := &State{
+		State: specs.State{
+			Version:     specs.Version,
+			ID:          c.s.ID,
+			Status:      specs.ContainerState(c.Status()),
+			Bundle:      c.s.Bundle,
+			Annotations: c.s.Spec.Annotations,
+		},
+		Rootfs:  c.s.Rootfs,
+		Created: c.s.Created,
+		Owner:   c.s.Owner,
+	}
+	if st.Status != StatusStopped {
+		st.Pid = c.s.Pid
+	}
+	return st
+}
+
+// hookState is the state hooks read on stdin.
+func (c *Container) hookState(status string) []byte {
+	s := specs.State{
+		Version:     specs.Version,
+		ID:          c.s.ID,
+		Status:      specs.ContainerState(status),
+		Pid:         c.s.Pid,
+		Bundle:      c.s.Bundle,
+		Annotations: c.s.Spec.Annotations,
+	}
+	b, _ := json.Marshal(s)
+	return b
+}
+
+// waitExit waits until the process has exited (or become a zombie).
+func waitExit(pid int, timeout time.Duration) error {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return nil
+		}
+		return fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	defer unix.Close(fd)
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	deadline := time.Now().Add(timeout)
+	for {
+		ms := int(time.Until(deadline) / time.Millisecond)
+		if ms < 0 {
+			return fmt.Errorf("process %d did not exit within %s", pid, timeout)
+		}
+		n, err := unix.Poll(fds, ms)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return err
+		}
+		if n > 0 {
+			return nil
+		}
+	}
+}

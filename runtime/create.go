@@ -194,6 +194,7 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 			Spec:          spec,
 			Process:       spec.Process,
 			Rootfs:        spec.Root.Path,
+			Bundle:        bundle,
 			NoPivot:       o.NoPivot,
 			NoNewKeyring:  o.NoNewKeyring,
 			CgroupVersion: cg.Version(),

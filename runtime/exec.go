@@ -80,6 +80,7 @@ func (c *Container) Exec(p *specs.Process, o *ExecOpts) (*Process, error) {
 			Spec:          spec,
 			Process:       p,
 			Rootfs:        c.s.Rootfs,
+			Bundle:        c.s.Bundle,
 			CgroupVersion: c.s.CgroupV,
 		},
 		stdin:     o.Stdin,

@@ -210,8 +210,8 @@ func hookState(cfg *initConfig, status string) []byte {
 		Version:     specs.Version,
 		ID:          cfg.ID,
 		Status:      specs.ContainerState(status),
-		Pid:         os.Getpid(),
-		Bundle:      filepath.Dir(cfg.Rootfs),
+		Pid:         cfg.HostPid,
+		Bundle:      cfg.Bundle,
 		Annotations: cfg.Spec.Annotations,
 	})
 	return b
@@ -479,11 +479,11 @@ func sendListener(sc *specs.LinuxSeccomp, cfg *initConfig, fd int) error {
 	state := specs.ContainerProcessState{
 		Version:  specs.Version,
 		Fds:      []string{specs.SeccompFdName},
-		Pid:      os.Getpid(),
+		Pid:      cfg.HostPid,
 		Metadata: sc.ListenerMetadata,
 		State: specs.State{
 			Version: specs.Version, ID: cfg.ID, Status: specs.StateCreating,
-			Pid: os.Getpid(), Bundle: filepath.Dir(cfg.Rootfs), Annotations: cfg.Spec.Annotations,
+			Pid: cfg.HostPid, Bundle: cfg.Bundle, Annotations: cfg.Spec.Annotations,
 		},
 	}
 	b, err := json.Marshal(state)

@@ -392,7 +392,8 @@ func newNamespaceIn(spec *specs.Spec, t specs.LinuxNamespaceType) bool {
 
 // copyUp copies the tree under src into dst (tmpcopyup).
 func copyUp(src, dst *os.File) error {
-	srcPath, dstPath := fdPath(src), fdPath(dst)
+	// The trailing slash makes the walk enter the magic link's directory.
+	srcPath, dstPath := fdPath(src)+"/", fdPath(dst)+"/"
 	return filepath.WalkDir(srcPath, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -406,7 +407,7 @@ func copyUp(src, dst *os.File) error {
 		if err != nil {
 			return err
 		}
-		st := info.Sys().(*unix.Stat_t)
+		st := info.Sys().(*syscall.Stat_t)
 		switch {
 		case d.IsDir():
 			if err := os.Mkdir(target, info.Mode().Perm()); err != nil && !os.IsExist(err) {

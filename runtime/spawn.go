@@ -42,6 +42,7 @@ type initConfig struct {
 	Spec    *specs.Spec    `json:"spec"`
 	Process *specs.Process `json:"process"`
 	Rootfs  string         `json:"rootfs,omitempty"`
+	Bundle  string         `json:"bundle,omitempty"`
 	NoPivot bool           `json:"noPivot,omitempty"`
 	// NoNewKeyring keeps the caller's session keyring instead of giving the
 	// container one of its own.
@@ -51,6 +52,9 @@ type initConfig struct {
 	StatusFifo  int `json:"statusFifo"`
 	Console     int `json:"console"`
 	PreserveFDs int `json:"preserveFds"`
+	// HostPid is the process's PID as the host sees it, for the state
+	// hooks read (inside a PID namespace getpid says 1).
+	HostPid int `json:"hostPid"`
 	// CgroupPaths lets the init bind-mount the container's own cgroups.
 	CgroupVersion int               `json:"cgroupVersion"`
 	CgroupPaths   map[string]string `json:"cgroupPaths,omitempty"`
@@ -221,6 +225,7 @@ func (r *Runtime) spawn(o *spawnOpts) (*spawned, error) {
 		}
 		s.cmd = nil
 	}
+	o.config.HostPid = pid
 	b, err := json.Marshal(&o.config)
 	if err != nil {
 		s.kill()

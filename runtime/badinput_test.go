@@ -1,0 +1,202 @@
+package runtime_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/runtime/caps"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// leftovers lists what a failed create left behind: state, cgroup
+// directories, processes holding the bundle or state, host mounts.
+func (e *env) leftovers(id, cgPath, bundleDir string) []string {
+	var found []string
+	if _, err := os.Stat(filepath.Join(e.root, id)); err == nil {
+		found = append(found, "state directory "+filepath.Join(e.root, id))
+	}
+	ents, _ := os.ReadDir("/sys/fs/cgroup")
+	for _, ent := range ents {
+		p := filepath.Join("/sys/fs/cgroup", ent.Name(), cgPath)
+		if _, err := os.Stat(p); err == nil {
+			found = append(found, "cgroup "+p)
+		}
+	}
+	if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", cgPath, "cgroup.procs")); err == nil {
+		found = append(found, "cgroup "+cgPath)
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		// A zombie is dead: it waits only for its reaper (the host's
+		// init, for a container whose runtime has exited).
+		if stat, _ := os.ReadFile(p + "/stat"); strings.Contains(string(stat), ") Z ") {
+			continue
+		}
+		cg, _ := os.ReadFile(p + "/cgroup")
+		if strings.Contains(string(cg), cgPath) {
+			found = append(found, "process "+p+" in the cgroup")
+			continue
+		}
+		fds, _ := filepath.Glob(p + "/fd/*")
+		for _, fd := range fds {
+			if l, _ := os.Readlink(fd); strings.HasPrefix(l, e.root) || strings.HasPrefix(l, bundleDir) {
+				found = append(found, "process "+p+" holding "+l)
+				break
+			}
+		}
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mi), bundleDir) {
+		found = append(found, "host mount under the bundle")
+	}
+	return found
+}
+
+type badCase struct {
+	name  string
+	edit  func(b *bundle) // edits the spec; or writes raw config when raw != ""
+	raw   func(b *bundle) string
+	field string // what the error must name
+}
+
+func TestBadConfigsFailClearlyAndLeaveNothingBehind(t *testing.T) {
+	cases := []badCase{
+		{name: "wrong type", raw: func(b *bundle) string {
+			return strings.Replace(marshal(b.spec), `"cwd":"/"`, `"cwd":5`, 1)
+		}, field: "process.cwd"},
+		{name: "JSON syntax", raw: func(b *bundle) string { return marshal(b.spec)[:100] }, field: "line 1"},
+		{name: "unsupported version", edit: func(b *bundle) { b.spec.Version = "2.0.0" }, field: "ociVersion"},
+		{name: "missing rootfs", edit: func(b *bundle) { b.spec.Root.Path = "/nonexistent/rootfs" }, field: "root.path"},
+		{name: "unknown namespace type", edit: func(b *bundle) {
+			b.spec.Linux.Namespaces = append(b.spec.Linux.Namespaces, specs.LinuxNamespace{Type: "bogus"})
+		}, field: "linux.namespaces[6].type"},
+		{name: "unknown rlimit", edit: func(b *bundle) {
+			b.spec.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_BOGUS"}}
+		}, field: "process.rlimits[0].type"},
+		{name: "unknown propagation", edit: func(b *bundle) { b.spec.Linux.RootfsPropagation = "sideways" }, field: "linux.rootfsPropagation"},
+		{name: "relative cwd", edit: func(b *bundle) { b.spec.Process.Cwd = "tmp" }, field: "process.cwd"},
+		{name: "missing program", edit: func(b *bundle) { b.spec.Process.Args = []string{"no-such-program"} }, field: "process.args[0]"},
+		{name: "bad mount", edit: func(b *bundle) {
+			b.spec.Mounts = append(b.spec.Mounts, specs.Mount{Destination: "/bad", Type: "tmpfs", Source: "tmpfs", Options: []string{"size=lots"}})
+		}, field: "mounts[7]"},
+		{name: "bind of a missing source", edit: func(b *bundle) {
+			b.spec.Mounts = append(b.spec.Mounts, specs.Mount{Destination: "/bad", Type: "bind", Source: "/nonexistent/source"})
+		}, field: "mounts[7]"},
+		{name: "cgroup limit the kernel refuses", edit: func(b *bundle) {
+			b.spec.Linux.Resources.CPU = &specs.LinuxCPU{Cpus: "999"}
+		}, field: "linux.resources.cpu.cpus"},
+		{name: "failing hook", edit: func(b *bundle) {
+			b.spec.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/false"}}}
+		}, field: "hooks.createRuntime[0]"},
+		{name: "hook timeout", edit: func(b *bundle) {
+			one := 1
+			b.spec.Hooks = &specs.Hooks{Prestart: []specs.Hook{{Path: "/bin/sleep", Args: []string{"sleep", "30"}, Timeout: &one}}}
+		}, field: "timed out"},
+		{name: "seccomp action", edit: func(b *bundle) {
+			b.spec.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: "SCMP_ACT_MAYBE"}
+		}, field: "linux.seccomp.defaultAction"},
+		{name: "hostname without UTS namespace", edit: func(b *bundle) {
+			withoutNamespace(b.spec, specs.UTSNamespace)
+		}, field: "hostname"},
+		{name: "host sysctl", edit: func(b *bundle) {
+			b.spec.Linux.Sysctl = map[string]string{"kernel.panic": "1"}
+		}, field: "linux.sysctl[kernel.panic]"},
+	}
+	if !strings.Contains(strings.Join(caps.Bounding(), ","), "CAP_SYS_RESOURCE") {
+		cases = append(cases, badCase{name: "capability outside the bounding set", edit: func(b *bundle) {
+			b.spec.Process.Capabilities.Bounding = append(b.spec.Process.Capabilities.Bounding, "CAP_SYS_RESOURCE")
+		}, field: "CAP_SYS_RESOURCE"})
+	}
+	e := newEnv(t)
+	for _, c := range cases {
+		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
+			b := e.bundle("true")
+			id := "bad-" + strings.ReplaceAll(c.name, " ", "-")
+			cgPath := "/berth-test-bad/" + id
+			b.spec.Linux.CgroupsPath = cgPath
+			if b.spec.Linux.Resources == nil {
+				b.spec.Linux.Resources = &specs.LinuxResources{}
+			}
+			if c.edit != nil {
+				c.edit(b)
+				b.write(t)
+			} else {
+				os.WriteFile(filepath.Join(b.dir, "config.json"), []byte(c.raw(b)), 0o644)
+			}
+			start := time.Now()
+			out, err := e.berth("create", "--bundle", b.dir, id)
+			if err == nil {
+				t.Fatalf("create succeeded:\n%s", out)
+			}
+			if !strings.Contains(out, c.field) {
+				t.Fatalf("error does not name %q:\n%s", c.field, out)
+			}
+			if c.name == "hook timeout" && time.Since(start) > 10*time.Second {
+				t.Fatalf("the hook's timeout did not stop it (%s)", time.Since(start))
+			}
+			if left := e.leftovers(id, cgPath, b.dir); len(left) > 0 {
+				t.Fatalf("left behind: %v", left)
+			}
+			// The same ID is free again.
+			good := e.bundle("true")
+			good.spec.Linux.CgroupsPath = cgPath
+			e.must("create", "--bundle", good.write(t), id)
+			e.must("delete", "--force", id)
+			if left := e.leftovers(id, cgPath, good.dir); len(left) > 0 {
+				t.Fatalf("left behind after delete: %v", left)
+			}
+		})
+	}
+}
+
+func marshal(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func TestCreateWithAnIDInUseFails(t *testing.T) {
+	e := newEnv(t)
+	id := e.id()
+	b := e.bundle("sleep", "1000")
+	e.must("create", "--bundle", b.write(t), id)
+	out, err := e.berth("create", "--bundle", b.dir, id)
+	if err == nil || !strings.Contains(out, "already exists") {
+		t.Fatalf("err %v: %s", err, out)
+	}
+	// The first container is untouched.
+	if st := e.state(id); st.Status != specs.StateCreated {
+		t.Fatalf("status %s", st.Status)
+	}
+}
+
+func TestInvalidIDsAreRefused(t *testing.T) {
+	e := newEnv(t)
+	b := e.bundle("true")
+	for _, id := range []string{"../escape", "a/b", "..", ""} {
+		out, err := e.berth("create", "--bundle", b.write(t), id)
+		if err == nil {
+			t.Fatalf("id %q accepted: %s", id, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(e.root), "escape")); err == nil {
+		t.Fatal("an ID escaped the root")
+	}
+}
+
+func TestOperationsOnMissingContainersExitNonZero(t *testing.T) {
+	e := newEnv(t)
+	for _, args := range [][]string{{"state", "nope"}, {"start", "nope"}, {"kill", "nope"}, {"delete", "nope"}, {"pause", "nope"}, {"ps", "nope"}} {
+		out, err := e.berth(args...)
+		if err == nil || !strings.Contains(out, "does not exist") {
+			t.Errorf("%v: err %v, %s", args, err, out)
+		}
+	}
+	// delete --force of a missing container is not an error, as in runc.
+	if out, err := e.berth("delete", "--force", "nope"); err != nil {
+		t.Errorf("delete --force: %v %s", err, out)
+	}
+}

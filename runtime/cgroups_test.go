@@ -92,7 +92,6 @@ func TestResourcesAreAppliedAndUpdated(t *testing.T) {
 	}
 }
 
-
 func TestPidsLimitStopsForks(t *testing.T) {
 	e := newEnv(t)
 	b := e.bundle("sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 10 & done; wait")

@@ -2,6 +2,7 @@ package runtime_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -186,5 +187,32 @@ func TestFeaturesIsAFeaturesDocument(t *testing.T) {
 	}
 	if f["ociVersionMax"] != specs.Version || f["linux"] == nil {
 		t.Fatalf("features: %v", f)
+	}
+}
+
+// Containers are independent: many created at once all come up, and no
+// lock serializes them.
+func TestManyContainersAtOnce(t *testing.T) {
+	e := newEnv(t)
+	const n = 20
+	b := e.bundle("sh", "-c", "echo $$")
+	b.write(t)
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			out, err := e.berth("run", "--bundle", b.dir, e.id())
+			if err == nil && strings.TrimSpace(out) != "1" {
+				err = fmt.Errorf("output %q", out)
+			}
+			errs <- err
+		}()
+	}
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if out := e.must("list", "-q"); strings.TrimSpace(out) != "" {
+		t.Fatalf("left: %s", out)
 	}
 }

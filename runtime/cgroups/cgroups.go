@@ -149,7 +149,15 @@ func mounts() ([]*mountinfo.Info, error) {
 // writeFile writes one cgroup knob, naming the knob and value on failure.
 func writeFile(dir, file, value string) error {
 	p := filepath.Join(dir, file)
-	if err := os.WriteFile(p, []byte(value), 0); err != nil {
+	// No O_CREATE: a knob this kernel lacks is ENOENT, not a new file.
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
+	if err == nil {
+		_, err = f.WriteString(value)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
 		var pe *os.PathError
 		if errors.As(err, &pe) {
 			err = pe.Err

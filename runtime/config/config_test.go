@@ -13,10 +13,10 @@ import (
 func TestParseNamesTheFieldOfATypeError(t *testing.T) {
 	cases := map[string]string{
 		`{"ociVersion":"1.0.0","process":{"user":{"uid":"root"}}}`: "process.user.uid",
-		`{"ociVersion":1}`:                              "ociVersion",
-		`{"linux":{"namespaces":[{"type":7}]}}`:         "linux.namespaces.type",
-		`{"mounts":{"destination":"/x"}}`:               "mounts",
-		`{"process":{"args":"sh"}}`:                     "process.args",
+		`{"ociVersion":1}`:                                "ociVersion",
+		`{"linux":{"namespaces":[{"type":7}]}}`:           "linux.namespaces.type",
+		`{"mounts":{"destination":"/x"}}`:                 "mounts",
+		`{"process":{"args":"sh"}}`:                       "process.args",
 		"{\n\"ociVersion\": \"1.0.0\",\n\"root\": {,}\n}": "line 3",
 	}
 	for in, want := range cases {
@@ -61,12 +61,16 @@ func TestValidateNamesTheField(t *testing.T) {
 		{func(s *specs.Spec) { s.Process.Cwd = "rel" }, "process.cwd"},
 		{func(s *specs.Spec) { s.Process.Args = nil }, "process.args"},
 		{func(s *specs.Spec) { s.Process.Env = []string{"NOEQUALS"} }, "process.env[0]"},
-		{func(s *specs.Spec) { s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 2, Hard: 1}} }, "process.rlimits[0]"},
+		{func(s *specs.Spec) {
+			s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 2, Hard: 1}}
+		}, "process.rlimits[0]"},
 		{func(s *specs.Spec) {
 			s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_CORE"}, {Type: "RLIMIT_CORE"}}
 		}, "process.rlimits[1].type"},
 		{func(s *specs.Spec) { a := 5000; s.Process.OOMScoreAdj = &a }, "process.oomScoreAdj"},
-		{func(s *specs.Spec) { s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "pid"}) }, "linux.namespaces[6].type"},
+		{func(s *specs.Spec) {
+			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "pid"})
+		}, "linux.namespaces[6].type"},
 		{func(s *specs.Spec) {
 			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "time", Path: "rel/path"})
 		}, "linux.namespaces[6].path"},

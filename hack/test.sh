@@ -10,7 +10,10 @@ if [ "$(id -u)" != 0 ]; then
 	exit 1
 fi
 
-pkgs=(busybox-static iproute2 procps)
+# busybox-static: the root filesystem of test containers. runc, crun,
+# containerd and podman: the peers Berth is compared with and must stand in
+# for. uidmap, iproute2, procps: tools the tests call.
+pkgs=(busybox-static iproute2 procps runc crun containerd podman uidmap)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -35,3 +38,7 @@ go test -race -count=1 ./runtime/seccomp/ ./runtime/config/ ./runtime/cgroups/
 
 echo ">> integration tests (root)"
 go test -count=1 -timeout 20m ./...
+
+echo ">> OCI runtime-tools validation (Berth and runc side by side)"
+make -s build
+test/conformance/runtime-tools.sh

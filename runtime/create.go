@@ -131,6 +131,11 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 			sp.kill()
 			_ = waitExit(sp.pid, 5*time.Second)
 		}
+		if !config.HasNamespace(spec, specs.MountNamespace) {
+			if uerr := unmountUnder(spec.Root.Path); uerr != nil {
+				r.log().Warn("unmount after failed create", "id", id, "err", uerr)
+			}
+		}
 		if cg != nil {
 			if derr := cg.Destroy(); derr != nil {
 				r.log().Warn("remove cgroup after failed create", "id", id, "err", derr)

@@ -74,7 +74,7 @@ func fail(sync, status *os.File, err error) {
 func initContainer(sync, status *os.File, cfg *initConfig) error {
 	spec := cfg.Spec
 	p := cfg.Process
-	r := &rootfs{path: cfg.Rootfs, cfg: cfg}
+	r := &rootfs{path: cfg.Rootfs, cfg: cfg, hostNS: !config.HasNamespace(spec, specs.MountNamespace)}
 	if err := r.prepare(); err != nil {
 		return err
 	}
@@ -114,21 +114,7 @@ func initContainer(sync, status *os.File, cfg *initConfig) error {
 	if err := setRootPropagation(spec.Linux.RootfsPropagation); err != nil {
 		return err
 	}
-	if err := maskPaths(spec.Linux.MaskedPaths); err != nil {
-		return err
-	}
-	if err := readonlyPaths(spec.Linux.ReadonlyPaths); err != nil {
-		return err
-	}
-	// The working directory may have to be made, before / turns read-only.
-	if err := os.MkdirAll(p.Cwd, 0o755); err != nil {
-		return fmt.Errorf("process.cwd: %w", err)
-	}
-	if spec.Root.Readonly {
-		if err := readonlyRoot(); err != nil {
-			return err
-		}
-	}
+	// Sysctls go in before /proc/sys turns read-only below.
 	if spec.Hostname != "" {
 		if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
 			return fmt.Errorf("hostname: %w", err)
@@ -143,6 +129,21 @@ func initContainer(sync, status *os.File, cfg *initConfig) error {
 		path := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
 		if err := os.WriteFile(path, []byte(v), 0); err != nil {
 			return fmt.Errorf("linux.sysctl[%s]: %w", k, err)
+		}
+	}
+	if err := maskPaths(spec.Linux.MaskedPaths); err != nil {
+		return err
+	}
+	if err := readonlyPaths(spec.Linux.ReadonlyPaths); err != nil {
+		return err
+	}
+	// The working directory may have to be made, before / turns read-only.
+	if err := os.MkdirAll(p.Cwd, 0o755); err != nil {
+		return fmt.Errorf("process.cwd: %w", err)
+	}
+	if spec.Root.Readonly {
+		if err := readonlyRoot(); err != nil {
+			return err
 		}
 	}
 	if pers := spec.Linux.Personality; pers != nil {
@@ -187,6 +188,16 @@ func initContainer(sync, status *os.File, cfg *initConfig) error {
 
 func initExec(sync *os.File, cfg *initConfig) error {
 	p := cfg.Process
+	if !config.HasNamespace(cfg.Spec, specs.MountNamespace) {
+		// The container shares the host's mount namespace; its root is
+		// only a chroot, which joining namespaces does not give.
+		if err := unix.Chroot(cfg.Rootfs); err != nil {
+			return fmt.Errorf("chroot into the container's root: %w", err)
+		}
+		if err := unix.Chdir("/"); err != nil {
+			return err
+		}
+	}
 	if p.Terminal {
 		if err := setupConsole(cfg, false); err != nil {
 			return err
@@ -404,6 +415,12 @@ func finalizeAndExec(spec *specs.Spec, p *specs.Process, cfg *initConfig, path s
 	if err := unix.Chdir(p.Cwd); err != nil {
 		return fmt.Errorf("process.cwd (%s): %w", p.Cwd, err)
 	}
+	// Nothing of the runtime's may reach the program: everything above the
+	// preserved descriptors closes on exec. Done before any seccomp filter,
+	// which may not know close_range.
+	if err := closeOnExecFrom(3 + cfg.PreserveFDs); err != nil {
+		return err
+	}
 	var sc *specs.LinuxSeccomp
 	if spec.Linux != nil {
 		sc = spec.Linux.Seccomp
@@ -444,11 +461,6 @@ func finalizeAndExec(spec *specs.Spec, p *specs.Process, cfg *initConfig, path s
 		if err := loadSeccomp(sc, cfg); err != nil {
 			return err
 		}
-	}
-	// Nothing of the runtime's may reach the program: everything above the
-	// preserved descriptors closes on exec.
-	if err := unix.CloseRange(uint(3+cfg.PreserveFDs), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
-		return fmt.Errorf("close_range: %w", err)
 	}
 	if p.User.Umask != nil {
 		unix.Umask(int(*p.User.Umask))
@@ -525,6 +537,25 @@ func setUser(u specs.User) error {
 	}
 	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 0, 0, 0, 0); err != nil {
 		return fmt.Errorf("reset keep capabilities: %w", err)
+	}
+	return nil
+}
+
+// closeOnExecFrom marks every descriptor from min up close-on-exec.
+func closeOnExecFrom(min int) error {
+	err := unix.CloseRange(uint(min), ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	if err == nil {
+		return nil
+	}
+	// Kernels before 5.11: one by one, from /proc.
+	ents, rerr := os.ReadDir("/proc/self/fd")
+	if rerr != nil {
+		return fmt.Errorf("close_range: %v; list descriptors: %w", err, rerr)
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd >= min {
+			unix.CloseOnExec(fd)
+		}
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/runtime/cgroups"
+	"github.com/berth-dev/berth/runtime/config"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -187,6 +188,11 @@ func (c *Container) Delete(force bool) error {
 	}
 	if err := cg.Destroy(); err != nil {
 		return err
+	}
+	if !config.HasNamespace(c.s.Spec, specs.MountNamespace) {
+		if err := unmountUnder(c.s.Rootfs); err != nil {
+			return err
+		}
 	}
 	if h := c.s.Spec.Hooks; h != nil && len(h.Poststop) > 0 {
 		if err := runHooks("poststop", h.Poststop, c.hookState(StatusStopped)); err != nil {

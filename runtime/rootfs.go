@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/berth-dev/berth/runtime/nsenter"
+	"github.com/moby/sys/mountinfo"
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -25,6 +26,10 @@ type rootfs struct {
 	path string
 	root *os.File // O_PATH handle of path
 	cfg  *initConfig
+	// hostNS is set when the config asks for no mount namespace: the
+	// container then shares the runtime's, its mounts are visible on the
+	// host (delete removes them), and its root is entered by chroot.
+	hostNS bool
 }
 
 func fdPath(f *os.File) string { return "/proc/self/fd/" + strconv.Itoa(int(f.Fd())) }
@@ -32,8 +37,11 @@ func fdPath(f *os.File) string { return "/proc/self/fd/" + strconv.Itoa(int(f.Fd
 // prepare makes the root a private mount point. Mounts made below it then
 // stay inside this namespace whatever the host's propagation.
 func (r *rootfs) prepare() error {
-	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("make / a slave mount: %w", err)
+	// In the host's namespace, / is the host's to set, not ours.
+	if !r.hostNS {
+		if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("make / a slave mount: %w", err)
+		}
 	}
 	if err := unix.Mount(r.path, r.path, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("root.path: bind %s onto itself: %w", r.path, err)
@@ -569,6 +577,16 @@ func (r *rootfs) makeDevice(d device, inUserns bool) error {
 // the root over / and chroots instead, for roots pivot_root cannot handle
 // (a ramdisk's).
 func (r *rootfs) pivot(noPivot bool) error {
+	if r.hostNS {
+		// pivot_root here would move the host's root: chroot instead.
+		if err := unix.Chdir(r.path); err != nil {
+			return err
+		}
+		if err := unix.Chroot("."); err != nil {
+			return fmt.Errorf("chroot: %w", err)
+		}
+		return unix.Chdir("/")
+	}
 	if noPivot {
 		if err := unix.Chdir(r.path); err != nil {
 			return err
@@ -705,4 +723,22 @@ func setRootPropagation(p string) error {
 		return fmt.Errorf("linux.rootfsPropagation %s: %w", p, err)
 	}
 	return nil
+}
+
+// unmountUnder detaches every mount at or below dir in the caller's mount
+// namespace, deepest first: what a container without a mount namespace of
+// its own left on the host.
+func unmountUnder(dir string) error {
+	ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
+	if err != nil {
+		return err
+	}
+	sort.Slice(ms, func(i, j int) bool { return len(ms[i].Mountpoint) > len(ms[j].Mountpoint) })
+	var errs []error
+	for _, m := range ms {
+		if err := unix.Unmount(m.Mountpoint, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", m.Mountpoint, err))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -205,5 +206,31 @@ func TestCgroupMountShowsControllers(t *testing.T) {
 	out, _ := e.run(b)
 	if !strings.Contains(out, "memory") && !strings.Contains(out, "cgroup.procs") {
 		t.Fatalf("cgroup mount: %s", out)
+	}
+}
+
+// Without a mount namespace the container shares the host's: its mounts
+// are made there, under its root, and delete takes them all away again.
+func TestContainerWithoutAMountNamespace(t *testing.T) {
+	e := newEnv(t)
+	b := e.bundle("sleep", "1000")
+	withoutNamespace(b.spec, specs.MountNamespace)
+	b.spec.Root.Readonly = true
+	id := e.runningContainer(b)
+	out := e.must("exec", id, "sh", "-c", "ls /bin/busybox; touch /x || echo read-only")
+	if !strings.Contains(out, "/bin/busybox") || !strings.Contains(out, "read-only") {
+		t.Fatalf("exec: %s", out)
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	if !strings.Contains(string(mi), b.rootfs+"/proc") {
+		t.Fatalf("no host-visible mounts for a container in the host's mount namespace")
+	}
+	// access(2) reports EROFS for a read-only mount.
+	if err := syscall.Access("/", 2); err != nil {
+		t.Fatalf("the host's root is no longer writable: %v", err)
+	}
+	e.must("delete", "--force", id)
+	if mi, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mi), b.rootfs) {
+		t.Fatalf("mounts left on the host after delete:\n%s", mi)
 	}
 }

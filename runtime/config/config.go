@@ -339,9 +339,6 @@ func validateLinux(spec *specs.Spec) error {
 			}
 		}
 	}
-	if !seen[specs.MountNamespace] {
-		return errors.New("linux.namespaces: a mount namespace is required to give the container its own root")
-	}
 	if (len(l.UIDMappings) > 0 || len(l.GIDMappings) > 0) && !NewNamespace(spec, specs.UserNamespace) {
 		return errors.New("linux.uidMappings: ID mappings need a new user namespace in linux.namespaces")
 	}

@@ -74,10 +74,6 @@ func TestValidateNamesTheField(t *testing.T) {
 		{func(s *specs.Spec) {
 			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "time", Path: "rel/path"})
 		}, "linux.namespaces[6].path"},
-		{func(s *specs.Spec) {
-			s.Linux.Namespaces = []specs.LinuxNamespace{{Type: "pid"}}
-			s.Hostname = ""
-		}, "mount namespace"},
 		{func(s *specs.Spec) { s.Linux.UIDMappings = []specs.LinuxIDMapping{{Size: 1}} }, "linux.uidMappings"},
 		{func(s *specs.Spec) { s.Linux.TimeOffsets = map[string]specs.LinuxTimeOffset{"boottime": {}} }, "linux.timeOffsets"},
 		{func(s *specs.Spec) { s.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/x", Type: "q"}} }, "linux.devices[0].type"},

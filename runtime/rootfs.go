@@ -12,8 +12,8 @@ import (
 	"syscall"
 
 	"github.com/berth-dev/berth/runtime/nsenter"
-	"github.com/moby/sys/mountinfo"
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
+	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )

@@ -4,8 +4,12 @@ BIN := bin/berth
 
 .PHONY: build demo test test-unit bench clean
 
+# Static, with Go's own resolver and user lookup: no libc to load, which is
+# a millisecond off every container start.
+BUILDFLAGS := -tags netgo,osusergo -ldflags '-extldflags=-static -s -w'
+
 build:
-	$(GO) build -o $(BIN) ./cmd/berth
+	$(GO) build $(BUILDFLAGS) -o $(BIN) ./cmd/berth
 	ln -sf berth bin/berth-runc
 
 # Build Berth and run a container from a busybox bundle it prepares itself.

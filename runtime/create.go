@@ -53,9 +53,16 @@ var procNsName = map[specs.LinuxNamespaceType]string{
 	specs.CgroupNamespace: "cgroup", specs.TimeNamespace: "time",
 }
 
+// bootstrapFor lists the namespaces the nsenter constructor sets up. The
+// cgroup namespace is left to the Go init (see initConfig.CgroupNS): it
+// must come after the cgroup join, which the parent does once it knows the
+// final PID, while the process boots.
 func bootstrapFor(spec *specs.Spec) nsenter.Bootstrap {
 	var b nsenter.Bootstrap
 	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.CgroupNamespace {
+			continue
+		}
 		if ns.Path == "" {
 			b.CloneFlags |= nsFlags[ns.Type]
 		} else {
@@ -177,6 +184,13 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	if err != nil {
 		return nil, err
 	}
+	cgNS, err := openCgroupNS(spec)
+	if err != nil {
+		return nil, err
+	}
+	if cgNS != nil {
+		defer cgNS.Close()
+	}
 
 	c = &Container{rt: r, dir: dir, s: saved{
 		ID:          id,
@@ -204,11 +218,13 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 			NoNewKeyring:  o.NoNewKeyring,
 			CgroupVersion: cg.Version(),
 			CgroupPaths:   cg.Paths(),
+			NewCgroupNS:   config.NewNamespace(spec, specs.CgroupNamespace),
 		},
 		stdin:     o.Stdin,
 		stdout:    o.Stdout,
 		stderr:    o.Stderr,
 		preserved: preserved,
+		cgroupNS:  cgNS,
 		execFifo:  execF,
 		status:    statusF,
 		console:   consoleF,
@@ -273,6 +289,20 @@ func (c *Container) driveCreate(sp *spawned) error {
 			return fmt.Errorf("container init sent unexpected %q", m.Type)
 		}
 	}
+}
+
+// openCgroupNS opens the cgroup namespace the config names by path, if any.
+func openCgroupNS(spec *specs.Spec) (*os.File, error) {
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.CgroupNamespace && ns.Path != "" {
+			f, err := os.Open(ns.Path)
+			if err != nil {
+				return nil, fmt.Errorf("linux.namespaces: cgroup namespace: %w", err)
+			}
+			return f, nil
+		}
+	}
+	return nil, nil
 }
 
 func mkfifo(path string) (*os.File, error) {

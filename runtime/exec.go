@@ -53,7 +53,17 @@ func (c *Container) Exec(p *specs.Process, o *ExecOpts) (*Process, error) {
 	}
 	spec := c.s.Spec
 	var b nsenter.Bootstrap
+	var cgNS *os.File
 	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.CgroupNamespace {
+			f, err := os.Open(fmt.Sprintf("/proc/%d/ns/cgroup", c.s.Pid))
+			if err != nil {
+				return nil, fmt.Errorf("container's cgroup namespace: %w", err)
+			}
+			defer f.Close()
+			cgNS = f
+			continue
+		}
 		b.Joins = append(b.Joins, nsenter.Join{
 			Type: nsFlags[ns.Type],
 			Path: fmt.Sprintf("/proc/%d/ns/%s", c.s.Pid, procNsName[ns.Type]),
@@ -83,6 +93,7 @@ func (c *Container) Exec(p *specs.Process, o *ExecOpts) (*Process, error) {
 			Bundle:        c.s.Bundle,
 			CgroupVersion: c.s.CgroupV,
 		},
+		cgroupNS:  cgNS,
 		stdin:     o.Stdin,
 		stdout:    o.Stdout,
 		stderr:    o.Stderr,

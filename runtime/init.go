@@ -46,6 +46,9 @@ func Init() {
 	if err := json.Unmarshal(data, &cfg); err != nil {
 		fail(sync, nil, fmt.Errorf("decode init config: %w", err))
 	}
+	if err := enterCgroupNS(cfg.NewCgroupNS, cfg.CgroupNSFD); err != nil {
+		fail(sync, nil, err)
+	}
 	var status *os.File
 	if cfg.StatusFifo >= 0 {
 		status = os.NewFile(uintptr(cfg.StatusFifo), "status")
@@ -59,6 +62,24 @@ func Init() {
 		err = fmt.Errorf("unknown init mode %q", cfg.Mode)
 	}
 	fail(sync, status, err)
+}
+
+// enterCgroupNS creates or joins the cgroup namespace, now that the parent
+// has put this process in its cgroup. It applies to this (locked) thread,
+// the one that mounts cgroupfs and execs the container's program.
+func enterCgroupNS(create bool, fd int) error {
+	if create {
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return fmt.Errorf("create cgroup namespace: %w", err)
+		}
+	}
+	if fd >= 0 {
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWCGROUP); err != nil {
+			return fmt.Errorf("join cgroup namespace: %w", err)
+		}
+	}
+	return nil
 }
 
 // fail reports err to whoever listens (the creating runtime while it waits,
@@ -131,10 +152,15 @@ func initContainer(sync, status *os.File, cfg *initConfig) error {
 			return fmt.Errorf("linux.sysctl[%s]: %w", k, err)
 		}
 	}
-	if err := maskPaths(spec.Linux.MaskedPaths); err != nil {
+	newRoot, err := os.OpenFile("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
 		return err
 	}
-	if err := readonlyPaths(spec.Linux.ReadonlyPaths); err != nil {
+	defer newRoot.Close()
+	if err := maskPaths(newRoot, spec.Linux.MaskedPaths); err != nil {
+		return err
+	}
+	if err := readonlyPaths(newRoot, spec.Linux.ReadonlyPaths); err != nil {
 		return err
 	}
 	// The working directory may have to be made, before / turns read-only.

@@ -12,7 +12,6 @@ import (
 	"syscall"
 
 	"github.com/berth-dev/berth/runtime/nsenter"
-	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -60,13 +59,13 @@ func (r *rootfs) prepare() error {
 // mkdirIn creates dir (and parents) inside the root and returns an O_PATH
 // handle on it.
 func (r *rootfs) mkdirIn(dir string) (*os.File, error) {
-	return pathrs.MkdirAllHandle(r.root, dir, 0o755)
+	return mkdirAllInRoot(r.root, dir)
 }
 
 // mkfileIn creates an empty file at p inside the root if nothing is there,
 // and returns an O_PATH handle on what is there.
 func (r *rootfs) mkfileIn(p string) (*os.File, error) {
-	if f, err := pathrs.OpenatInRoot(r.root, p); err == nil {
+	if f, err := openInRoot(r.root, p); err == nil {
 		return f, nil
 	}
 	parent, err := r.mkdirIn(filepath.Dir(p))
@@ -81,7 +80,7 @@ func (r *rootfs) mkfileIn(p string) (*os.File, error) {
 	if err == nil {
 		unix.Close(fd)
 	}
-	return pathrs.OpenatInRoot(r.root, p)
+	return openInRoot(r.root, p)
 }
 
 // procAllowed are the files under /proc that may be mounted over (what
@@ -169,7 +168,7 @@ func (r *rootfs) mountOne(m specs.Mount) error {
 		return err
 	}
 	if len(o.propagate) > 0 || covered != nil {
-		top, err := pathrs.OpenatInRoot(r.root, m.Destination)
+		top, err := openInRoot(r.root, m.Destination)
 		if err != nil {
 			return err
 		}
@@ -246,7 +245,7 @@ func (r *rootfs) bindMount(m specs.Mount, o *mountOpts) error {
 		return fmt.Errorf("attach mount: %w", err)
 	}
 	if len(o.propagate) > 0 {
-		top, err := pathrs.OpenatInRoot(r.root, m.Destination)
+		top, err := openInRoot(r.root, m.Destination)
 		if err != nil {
 			return err
 		}
@@ -379,7 +378,7 @@ func (r *rootfs) mountCgroup(m specs.Mount, o *mountOpts) error {
 		}
 	}
 	if o.flags&unix.MS_RDONLY != 0 {
-		top, err := pathrs.OpenatInRoot(r.root, m.Destination)
+		top, err := openInRoot(r.root, m.Destination)
 		if err != nil {
 			return err
 		}
@@ -632,15 +631,15 @@ func (r *rootfs) pivot(noPivot bool) error {
 
 // inRoot opens a path inside the (pivoted) root without following symlinks
 // out of it.
-func inRoot(p string) (*os.File, error) {
-	return pathrs.OpenInRoot("/", p)
+func inRoot(root *os.File, p string) (*os.File, error) {
+	return openInRoot(root, p)
 }
 
 // maskPaths hides paths: directories under an empty read-only tmpfs, files
 // under /dev/null. Paths that do not exist are skipped.
-func maskPaths(paths []string) error {
+func maskPaths(root *os.File, paths []string) error {
 	for i, p := range paths {
-		f, err := inRoot(p)
+		f, err := inRoot(root, p)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				continue
@@ -665,9 +664,9 @@ func maskPaths(paths []string) error {
 }
 
 // readonlyPaths makes paths read-only, including every mount below them.
-func readonlyPaths(paths []string) error {
+func readonlyPaths(root *os.File, paths []string) error {
 	for i, p := range paths {
-		f, err := inRoot(p)
+		f, err := inRoot(root, p)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				continue

@@ -58,6 +58,11 @@ type initConfig struct {
 	// CgroupPaths lets the init bind-mount the container's own cgroups.
 	CgroupVersion int               `json:"cgroupVersion"`
 	CgroupPaths   map[string]string `json:"cgroupPaths,omitempty"`
+	// NewCgroupNS asks for a new cgroup namespace; CgroupNSFD is one to
+	// join (opened by the parent: a path to it may not resolve once the
+	// process is in the container's mount namespace), or -1.
+	NewCgroupNS bool `json:"newCgroupNS,omitempty"`
+	CgroupNSFD  int  `json:"cgroupNSFd"`
 }
 
 // message is one step of the Go-level conversation between parent and init.
@@ -97,10 +102,12 @@ func recvMsg(r io.Reader) (message, error) {
 // spawnOpts describe a process to start in a container's namespaces.
 type spawnOpts struct {
 	bootstrap nsenter.Bootstrap
-	cgroup    cgroups.Manager // joined before anything runs in the namespaces
-	uidMaps   []specs.LinuxIDMapping
-	gidMaps   []specs.LinuxIDMapping
-	config    initConfig
+	// cgroup is joined by the final process once the constructor reports
+	// it, before the config that lets it go on is sent.
+	cgroup  cgroups.Manager
+	uidMaps []specs.LinuxIDMapping
+	gidMaps []specs.LinuxIDMapping
+	config  initConfig
 	// Standard descriptors; nil means /dev/null.
 	stdin  *os.File
 	stdout *os.File
@@ -108,6 +115,7 @@ type spawnOpts struct {
 	// extra are inherited at 3, 4, ... in order: the preserved descriptors
 	// first, then the runtime's own (their numbers go into config).
 	preserved []*os.File
+	cgroupNS  *os.File
 	execFifo  *os.File
 	status    *os.File
 	console   *os.File
@@ -177,10 +185,15 @@ func (r *Runtime) spawn(o *spawnOpts) (*spawned, error) {
 	o.config.ExecFifo = add(o.execFifo)
 	o.config.StatusFifo = add(o.status)
 	o.config.Console = add(o.console)
+	o.config.CgroupNSFD = add(o.cgroupNS)
 	o.config.PreserveFDs = len(o.preserved)
 	cmd.Env = []string{
 		nsenter.EnvFD + "=" + strconv.Itoa(syncFD),
 		nsenter.EnvFDs + "=" + strconv.Itoa(next),
+		// One P: the init is sequential, and a second only costs thread
+		// wake-ups. A fixed value also keeps the Go runtime from reading
+		// the container's cgroup files to choose one.
+		"GOMAXPROCS=1",
 	}
 	// The child execs the binary by descriptor after the inherited files
 	// are moved into place: keep it above all of them.
@@ -198,12 +211,6 @@ func (r *Runtime) spawn(o *spawnOpts) (*spawned, error) {
 		return nil, fmt.Errorf("start container process: %w", err)
 	}
 	child.Close()
-	if o.cgroup != nil {
-		if err := o.cgroup.Apply(cmd.Process.Pid); err != nil {
-			s.kill()
-			return nil, fmt.Errorf("join cgroup: %w", err)
-		}
-	}
 	writeMaps := func() error {
 		return writeIDMaps(cmd.Process.Pid, o.uidMaps, o.gidMaps)
 	}
@@ -216,6 +223,15 @@ func (r *Runtime) spawn(o *spawnOpts) (*spawned, error) {
 		return nil, fmt.Errorf("namespaces: %w", err)
 	}
 	s.pid = pid
+	// The process boots its Go runtime now, while the join (which costs
+	// the kernel an RCU grace period) happens here; it waits for the
+	// config below before it does anything.
+	if o.cgroup != nil {
+		if err := o.cgroup.Apply(pid); err != nil {
+			s.kill()
+			return nil, fmt.Errorf("join cgroup: %w", err)
+		}
+	}
 	if pid != cmd.Process.Pid {
 		// The first process only forked the one inside the new PID
 		// namespace and exits; reap it.

@@ -47,31 +47,49 @@ func WaitReaping(pid int) (unix.WaitStatus, error) {
 	}
 }
 
-// ForwardSignals relays the signals this process receives to pid until the
-// returned stop function is called. Signals the Go runtime uses itself
-// (SIGURG) and SIGCHLD stay here; SIGWINCH resizes the terminal if one is
-// given.
-func ForwardSignals(pid int, tty *os.File) (stop func()) {
-	ch := make(chan os.Signal, 64)
-	signal.Notify(ch)
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
+// forwarded are the signals a foreground run or exec passes on to the
+// container: the ones a terminal, a supervisor or a user sends. (Asking Go
+// for every signal costs a handshake with its signal thread per signal,
+// milliseconds in all, and SIGCHLD, SIGURG and SIGPIPE are the runtime's.)
+var forwarded = []os.Signal{
+	unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGALRM, unix.SIGTERM,
+	unix.SIGCONT, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU, unix.SIGWINCH, unix.SIGPWR,
+}
+
+// SignalForwarder relays the signals this process receives to a container
+// process. It is made before the container exists, so that subscribing
+// overlaps with creating it; signals that arrive before Start are held and
+// delivered then.
+type SignalForwarder struct {
+	ch    chan os.Signal
+	ready chan struct{}
+	done  chan struct{}
+	wg    sync.WaitGroup
+}
+
+// NewSignalForwarder starts subscribing to the forwarded signals.
+func NewSignalForwarder() *SignalForwarder {
+	f := &SignalForwarder{ch: make(chan os.Signal, 64), ready: make(chan struct{}), done: make(chan struct{})}
 	go func() {
-		defer wg.Done()
+		signal.Notify(f.ch, forwarded...)
+		close(f.ready)
+	}()
+	return f
+}
+
+// Start forwards to pid; SIGWINCH resizes tty instead, if one is given.
+func (f *SignalForwarder) Start(pid int, tty *os.File) {
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		<-f.ready
 		for {
 			select {
-			case <-done:
+			case <-f.done:
 				return
-			case s := <-ch:
-				sig, ok := s.(unix.Signal)
-				if !ok {
-					continue
-				}
-				switch sig {
-				case unix.SIGCHLD, unix.SIGURG, unix.SIGPIPE:
-					continue
-				case unix.SIGWINCH:
+			case s := <-f.ch:
+				sig := s.(unix.Signal)
+				if sig == unix.SIGWINCH {
 					if tty != nil {
 						resizeFrom(os.Stdin, tty)
 					}
@@ -81,11 +99,13 @@ func ForwardSignals(pid int, tty *os.File) (stop func()) {
 			}
 		}
 	}()
-	return func() {
-		signal.Stop(ch)
-		close(done)
-		wg.Wait()
-	}
+}
+
+// Stop ends forwarding. Signals stay subscribed (and ignored) until the
+// process exits, which is what the commands using this do next.
+func (f *SignalForwarder) Stop() {
+	close(f.done)
+	f.wg.Wait()
 }
 
 func resizeFrom(src, dst *os.File) {

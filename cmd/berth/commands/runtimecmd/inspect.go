@@ -134,10 +134,12 @@ func (g *globals) exec(c *runtime.Container, p *specs.Process, o *runtime.ExecOp
 		defer r.Close()
 		defer s.Close()
 	}
+	var fwd *runtime.SignalForwarder
 	if !detach {
 		if err := runtime.SetSubreaper(); err != nil {
 			return err
 		}
+		fwd = runtime.NewSignalForwarder()
 	}
 	proc, err := c.Exec(p, o)
 	if err != nil {
@@ -155,9 +157,9 @@ func (g *globals) exec(c *runtime.Container, p *specs.Process, o *runtime.ExecOp
 		}
 		term = runtime.AttachTerminal(tty)
 	}
-	stop := runtime.ForwardSignals(proc.Pid, tty)
+	fwd.Start(proc.Pid, tty)
 	ws, err := runtime.WaitReaping(proc.Pid)
-	stop()
+	fwd.Stop()
 	if term != nil {
 		term.Close()
 	}

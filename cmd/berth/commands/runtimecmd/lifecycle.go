@@ -150,10 +150,12 @@ func (g *globals) run(id string, f *createFlags, detach, keep, _ bool) error {
 		o.Console = s
 		defer s.Close()
 	}
+	var fwd *runtime.SignalForwarder
 	if !detach {
 		if err := runtime.SetSubreaper(); err != nil {
 			return fmt.Errorf("become subreaper: %w", err)
 		}
+		fwd = runtime.NewSignalForwarder()
 	}
 	c, err := g.rt.Create(id, o)
 	if err != nil {
@@ -181,9 +183,9 @@ func (g *globals) run(id string, f *createFlags, detach, keep, _ bool) error {
 	if tty != nil {
 		term = runtime.AttachTerminal(tty)
 	}
-	stop := runtime.ForwardSignals(c.Pid(), tty)
+	fwd.Start(c.Pid(), tty)
 	ws, err := runtime.WaitReaping(c.Pid())
-	stop()
+	fwd.Stop()
 	if term != nil {
 		term.Close()
 	}

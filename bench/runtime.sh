@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Berth's OCI runtime against runc and crun, side by side in one run:
+# `run` of /bin/true in a busybox bundle, N rounds with the order rotating.
+# Prints median wall time, CPU time and peak RSS with ratios to Berth, and
+# writes the table into docs/benchmarks.md.
+#
+#   bench/runtime.sh [rounds]      (as root; default 200 rounds)
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+rounds=${1:-200}
+
+for p in busybox-static runc crun hyperfine; do
+	dpkg -s "$p" >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" >/dev/null
+done
+make -s build
+go build -o _output/runbench ./bench/runbench
+
+work=$(mktemp -d /tmp/berth-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/bundle/rootfs/bin" "$work/berth" "$work/runc" "$work/crun"
+cp /bin/busybox "$work/bundle/rootfs/bin/"
+ln -s busybox "$work/bundle/rootfs/bin/true"
+bin/berth runtime spec --bundle "$work/bundle"
+# The same config for all three: Berth's default, not interactive, running
+# /bin/true, declared 1.0.2 (crun 1.8.1 refuses newer versions).
+sed -i -e 's/"terminal": true/"terminal": false/' -e 's/"ociVersion": "[^"]*"/"ociVersion": "1.0.2"/' \
+	-e 's|^\(\t*\)"sh"$|\1"/bin/true"|' "$work/bundle/config.json"
+
+cmds=(
+	"berth=$top/bin/berth runtime --root $work/berth run --bundle $work/bundle b{i}"
+	"runc=runc --root $work/runc run --bundle $work/bundle r{i}"
+	"crun=crun --root $work/crun run --bundle $work/bundle c{i}"
+	"unshare-floor=unshare --fork --pid --mount --net --uts --ipc true"
+)
+# crun 1.8.1 refuses this machine's hybrid layout while its cgroup2 mount
+# holds a controller. All four run in one private mount namespace without
+# that mount; the host's own mounts stay as they are.
+table=$(unshare -m bash -c '
+	if mountpoint -q /sys/fs/cgroup/unified; then umount /sys/fs/cgroup/unified; fi
+	exec "$@"' _ _output/runbench -n "$rounds" -markdown "${cmds[@]}")
+echo "$table"
+
+kernel=$(uname -r)
+{
+	echo "<!-- runtime:start -->"
+	echo "## Runtime: \`run\` of /bin/true in a busybox bundle"
+	echo
+	echo "\`bench/runtime.sh $rounds\`, $(date -u +%Y-%m-%d), Linux $kernel, $(nproc) cores, $(runc --version | head -1), crun $(crun --version | head -1 | awk '{print $3}')."
+	echo "$rounds rounds, each running every command once in rotating order; CPU is user+system of the"
+	echo "command and the processes it waited for; peak RSS is the largest ru_maxrss seen."
+	echo "All in a private mount namespace without the cgroup2 mount (crun 1.8.1 refuses the hybrid layout)."
+	echo
+	echo "$table"
+	echo "<!-- runtime:end -->"
+} > _output/bench-runtime.md
+if grep -q '<!-- runtime:start -->' docs/benchmarks.md 2>/dev/null; then
+	awk -v f=_output/bench-runtime.md '
+		/<!-- runtime:start -->/ { while ((getline l < f) > 0) print l; skip = 1; next }
+		/<!-- runtime:end -->/ { skip = 0; next }
+		!skip' docs/benchmarks.md > _output/benchmarks.md && mv _output/benchmarks.md docs/benchmarks.md
+else
+	{ [ -f docs/benchmarks.md ] && cat docs/benchmarks.md || printf '# Benchmarks\n\nEach section is written by the script it names; rerun it to refresh.\n'; echo; cat _output/bench-runtime.md; } > _output/benchmarks.md
+	mv _output/benchmarks.md docs/benchmarks.md
+fi

@@ -1,0 +1,109 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
+	"golang.org/x/sys/unix"
+)
+
+// Paths from a config or an image are resolved inside the container's root
+// by the kernel itself: openat2 with RESOLVE_IN_ROOT treats the root as /
+// for every symlink and "..", so nothing resolves outside it. That is one
+// system call per lookup; pathrs-lite, which does the same with checks that
+// also hold on kernels before 5.6, is the fallback where openat2 is missing.
+
+var noOpenat2 bool
+
+func openat2(dirfd int, path string, flags uint64, resolve uint64) (*os.File, error) {
+	how := unix.OpenHow{Flags: flags | unix.O_CLOEXEC, Resolve: resolve}
+	for {
+		fd, err := unix.Openat2(dirfd, path, &how)
+		if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "openat2", Path: path, Err: err}
+		}
+		return os.NewFile(uintptr(fd), path), nil
+	}
+}
+
+// openInRoot returns an O_PATH handle on p resolved inside root.
+func openInRoot(root *os.File, p string) (*os.File, error) {
+	if noOpenat2 {
+		return pathrs.OpenatInRoot(root, p)
+	}
+	f, err := openat2(int(root.Fd()), p, unix.O_PATH, unix.RESOLVE_IN_ROOT|unix.RESOLVE_NO_MAGICLINKS)
+	if err != nil && errors.Is(err, unix.ENOSYS) {
+		noOpenat2 = true
+		return pathrs.OpenatInRoot(root, p)
+	}
+	return f, err
+}
+
+// mkdirAllInRoot makes the directories of p that are missing inside root
+// and returns an O_PATH handle on p. A component that exists but is not a
+// directory, or a symlink whose target is missing, is an error: nothing is
+// created through it.
+func mkdirAllInRoot(root *os.File, p string) (*os.File, error) {
+	if noOpenat2 {
+		return pathrs.MkdirAllHandle(root, p, 0o755)
+	}
+	f, err := openInRoot(root, p)
+	if err == nil {
+		return f, nil
+	}
+	if noOpenat2 {
+		return pathrs.MkdirAllHandle(root, p, 0o755)
+	}
+	if !errors.Is(err, unix.ENOENT) {
+		return nil, err
+	}
+	clean := strings.TrimPrefix(filepath.Clean("/"+p), "/")
+	parts := strings.Split(clean, "/")
+	// Find the deepest part that exists (usually the parent), then make
+	// the rest one by one below it.
+	var cur *os.File
+	have := len(parts) - 1
+	for ; have > 0; have-- {
+		cur, err = openInRoot(root, strings.Join(parts[:have], "/"))
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.ENOENT) {
+			return nil, err
+		}
+	}
+	if have == 0 {
+		if cur, err = openInRoot(root, "/"); err != nil {
+			return nil, err
+		}
+	}
+	for i := have; i < len(parts); i++ {
+		part := parts[i]
+		if err := unix.Mkdirat(int(cur.Fd()), part, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+			cur.Close()
+			return nil, &os.PathError{Op: "mkdir", Path: "/" + strings.Join(parts[:i+1], "/"), Err: err}
+		}
+		// Open what is there without following anything: a symlink
+		// here (one whose target is missing, or one raced in) fails.
+		next, err := openat2(int(cur.Fd()), part, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW,
+			unix.RESOLVE_BENEATH|unix.RESOLVE_NO_SYMLINKS|unix.RESOLVE_NO_XDEV)
+		cur.Close()
+		if err != nil {
+			return nil, fmt.Errorf("/%s: not a directory inside the root (a symlink whose target is missing?): %w", strings.Join(parts[:i+1], "/"), err)
+		}
+		cur = next
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(cur.Fd()), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		cur.Close()
+		return nil, fmt.Errorf("%s: not a directory", p)
+	}
+	return cur, nil
+}

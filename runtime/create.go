@@ -3,7 +3,6 @@ package runtime
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -53,16 +52,9 @@ var procNsName = map[specs.LinuxNamespaceType]string{
 	specs.CgroupNamespace: "cgroup", specs.TimeNamespace: "time",
 }
 
-// bootstrapFor lists the namespaces the nsenter constructor sets up. The
-// cgroup namespace is left to the Go init (see initConfig.CgroupNS): it
-// must come after the cgroup join, which the parent does once it knows the
-// final PID, while the process boots.
 func bootstrapFor(spec *specs.Spec) nsenter.Bootstrap {
 	var b nsenter.Bootstrap
 	for _, ns := range spec.Linux.Namespaces {
-		if ns.Type == specs.CgroupNamespace {
-			continue
-		}
 		if ns.Path == "" {
 			b.CloneFlags |= nsFlags[ns.Type]
 		} else {
@@ -172,24 +164,9 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 		return nil, err
 	}
 	defer statusF.Close()
-	consoleF := o.Console
-	if o.ConsoleSocket != "" {
-		consoleF, err = console.Dial(o.ConsoleSocket)
-		if err != nil {
-			return nil, err
-		}
-		defer consoleF.Close()
-	}
 	preserved, err := preservedFiles(o.PreserveFDs)
 	if err != nil {
 		return nil, err
-	}
-	cgNS, err := openCgroupNS(spec)
-	if err != nil {
-		return nil, err
-	}
-	if cgNS != nil {
-		defer cgNS.Close()
 	}
 
 	c = &Container{rt: r, dir: dir, s: saved{
@@ -202,34 +179,18 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 		CgroupV:     cg.Version(),
 		CgroupPaths: cg.Paths(),
 	}}
-	so := &spawnOpts{
+	sp, err = r.spawn(&spawnOpts{
 		bootstrap: bootstrapFor(spec),
 		cgroup:    cg,
 		uidMaps:   spec.Linux.UIDMappings,
 		gidMaps:   spec.Linux.GIDMappings,
-		config: initConfig{
-			Mode:          "create",
-			ID:            id,
-			Spec:          spec,
-			Process:       spec.Process,
-			Rootfs:        spec.Root.Path,
-			Bundle:        bundle,
-			NoPivot:       o.NoPivot,
-			NoNewKeyring:  o.NoNewKeyring,
-			CgroupVersion: cg.Version(),
-			CgroupPaths:   cg.Paths(),
-			NewCgroupNS:   config.NewNamespace(spec, specs.CgroupNamespace),
-		},
 		stdin:     o.Stdin,
 		stdout:    o.Stdout,
 		stderr:    o.Stderr,
 		preserved: preserved,
-		cgroupNS:  cgNS,
 		execFifo:  execF,
 		status:    statusF,
-		console:   consoleF,
-	}
-	sp, err = r.spawn(so)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -238,7 +199,58 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	if _, c.s.PidStartTime, err = procStat(sp.pid); err != nil {
 		return nil, fmt.Errorf("container process: %w", err)
 	}
-	if err = c.driveCreate(sp); err != nil {
+	setup, err := setupRootfs(&setupRequest{
+		id:      id,
+		bundle:  bundle,
+		spec:    spec,
+		pid:     sp.pid,
+		sync:    sp.sync,
+		noPivot: o.NoPivot,
+		cgroupV: cg.Version(),
+		cgPaths: cg.Paths(),
+		runtimeHooks: func() error {
+			h := spec.Hooks
+			if h == nil {
+				return nil
+			}
+			state := c.hookState(StatusCreating)
+			//nolint:staticcheck // prestart is deprecated but still run
+			if err := runHooks("prestart", h.Prestart, state); err != nil {
+				return err
+			}
+			return runHooks("createRuntime", h.CreateRuntime, state)
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer setup.close()
+	if setup.master != nil {
+		if err = handOverTerminal(setup.master, o.ConsoleSocket, o.Console); err != nil {
+			return nil, err
+		}
+	}
+	var startHooks []specs.Hook
+	if spec.Hooks != nil {
+		startHooks = spec.Hooks.StartContainer
+	}
+	attrs, err := finalizeAttrs(spec, spec.Process, &finalizeOpts{
+		id:         id,
+		bundle:     bundle,
+		pid:        sp.pid,
+		path:       setup.path,
+		home:       setup.home,
+		keyring:    !o.NoNewKeyring,
+		tty:        setup.slave != nil,
+		preserve:   len(preserved),
+		execFifo:   sp.fdExecFifo,
+		statusFifo: sp.fdStatusFifo,
+		startHooks: startHooks,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err = sp.finalize(attrs, setup.slave); err != nil {
 		return nil, err
 	}
 	if err = c.save(); err != nil {
@@ -255,54 +267,24 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	return c, nil
 }
 
-// driveCreate answers the init's requests until it reports it is ready.
-func (c *Container) driveCreate(sp *spawned) error {
-	spec := c.s.Spec
-	for {
-		m, err := recvMsg(sp.sync)
+// handOverTerminal sends a terminal's master to the console socket at path,
+// or over conn, a socket already connected to its receiver.
+func handOverTerminal(master *os.File, path string, conn *os.File) error {
+	if path != "" {
+		sock, err := console.Dial(path)
 		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return errors.New("container init exited during setup")
-			}
-			return fmt.Errorf("container init: %w", err)
+			return err
 		}
-		switch m.Type {
-		case msgError:
-			return errors.New(m.Error)
-		case msgHooks:
-			if spec.Hooks != nil {
-				state := c.hookState(StatusCreating)
-				//nolint:staticcheck // prestart is deprecated but still run
-				if err := runHooks("prestart", spec.Hooks.Prestart, state); err != nil {
-					return err
-				}
-				if err := runHooks("createRuntime", spec.Hooks.CreateRuntime, state); err != nil {
-					return err
-				}
-			}
-			if err := sendMsg(sp.sync, message{Type: msgHooksDone}); err != nil {
-				return err
-			}
-		case msgReady:
-			return nil
-		default:
-			return fmt.Errorf("container init sent unexpected %q", m.Type)
-		}
+		defer sock.Close()
+		conn = sock
 	}
-}
-
-// openCgroupNS opens the cgroup namespace the config names by path, if any.
-func openCgroupNS(spec *specs.Spec) (*os.File, error) {
-	for _, ns := range spec.Linux.Namespaces {
-		if ns.Type == specs.CgroupNamespace && ns.Path != "" {
-			f, err := os.Open(ns.Path)
-			if err != nil {
-				return nil, fmt.Errorf("linux.namespaces: cgroup namespace: %w", err)
-			}
-			return f, nil
-		}
+	if conn == nil {
+		return errors.New("process.terminal: no console socket to send the terminal to")
 	}
-	return nil, nil
+	if err := console.SendFd(conn, "/dev/ptmx", master); err != nil {
+		return fmt.Errorf("process.terminal: send to console socket: %w", err)
+	}
+	return nil
 }
 
 func mkfifo(path string) (*os.File, error) {
@@ -345,6 +327,11 @@ func writePidFile(path string, pid int) error {
 // ownerName is the caller's user name, from the host's /etc/passwd (not
 // NSS, whose modules would cost every create a few milliseconds).
 func ownerName() string {
-	name, _ := passwdEntry("/etc/passwd", uint32(os.Geteuid()))
+	root, err := os.OpenFile("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return ""
+	}
+	defer root.Close()
+	name, _ := passwdEntry(root, uint32(os.Geteuid()))
 	return name
 }

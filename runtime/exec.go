@@ -1,39 +1,38 @@
 package runtime
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"os"
+	"strconv"
 
 	"github.com/berth-dev/berth/runtime/caps"
 	"github.com/berth-dev/berth/runtime/config"
-	"github.com/berth-dev/berth/runtime/console"
 	"github.com/berth-dev/berth/runtime/nsenter"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // ExecOpts are exec's options beyond the process.
 type ExecOpts struct {
 	ConsoleSocket string
-	Console       *os.File
-	PidFile       string
-	PreserveFDs   int
-	Stdin         *os.File
-	Stdout        *os.File
-	Stderr        *os.File
+	// Console, if set, is a connected socket to send the terminal to.
+	Console     *os.File
+	PidFile     string
+	PreserveFDs int
+	Stdin       *os.File
+	Stdout      *os.File
+	Stderr      *os.File
 }
 
 // Process is a process started in a container.
 type Process struct {
 	Pid int
-	sp  *spawned
 }
 
-// Exec starts p inside a live container: it joins the container's cgroup
-// before anything runs in its namespaces, then every namespace the
-// container has, and gets the container's seccomp filter, with p's user,
-// capabilities and limits. It returns once p's program is executing.
+// Exec starts p inside a live container: it is in the container's cgroup
+// before it joins anything, then in every namespace the container has,
+// with the container's seccomp filter and p's user, capabilities and
+// limits. It returns once p's program is executing.
 func (c *Container) Exec(p *specs.Process, o *ExecOpts) (*Process, error) {
 	if st := c.Status(); st != StatusRunning && st != StatusCreated {
 		return nil, fmt.Errorf("cannot exec in container %s: it is %s", c.s.ID, st)
@@ -45,7 +44,7 @@ func (c *Container) Exec(p *specs.Process, o *ExecOpts) (*Process, error) {
 		return nil, err
 	}
 	if p.Terminal && o.ConsoleSocket == "" && o.Console == nil {
-		return nil, errors.New("process.terminal is true, so a console socket (--console-socket) is needed to hand the terminal to")
+		return nil, fmt.Errorf("process.terminal is true, so a console socket (--console-socket) is needed to hand the terminal to")
 	}
 	cg, err := c.cgroup()
 	if err != nil {
@@ -53,29 +52,38 @@ func (c *Container) Exec(p *specs.Process, o *ExecOpts) (*Process, error) {
 	}
 	spec := c.s.Spec
 	var b nsenter.Bootstrap
-	var cgNS *os.File
 	for _, ns := range spec.Linux.Namespaces {
-		if ns.Type == specs.CgroupNamespace {
-			f, err := os.Open(fmt.Sprintf("/proc/%d/ns/cgroup", c.s.Pid))
-			if err != nil {
-				return nil, fmt.Errorf("container's cgroup namespace: %w", err)
-			}
-			defer f.Close()
-			cgNS = f
-			continue
-		}
 		b.Joins = append(b.Joins, nsenter.Join{
 			Type: nsFlags[ns.Type],
 			Path: fmt.Sprintf("/proc/%d/ns/%s", c.s.Pid, procNsName[ns.Type]),
 		})
 	}
-	consoleF := o.Console
-	if o.ConsoleSocket != "" {
-		consoleF, err = console.Dial(o.ConsoleSocket)
-		if err != nil {
+	// The container's root as its init sees it: what the program's path
+	// and terminal are looked up in.
+	rootPath, chroot := "/proc/"+strconv.Itoa(c.s.Pid)+"/root", ""
+	if !config.HasNamespace(spec, specs.MountNamespace) {
+		rootPath, chroot = c.s.Rootfs, c.s.Rootfs
+	}
+	root, err := os.OpenFile(rootPath, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("container's root: %w", err)
+	}
+	defer root.Close()
+	path, err := lookPath(root, p)
+	if err != nil {
+		return nil, err
+	}
+	_, home := passwdEntry(root, p.User.UID)
+	var master, slave *os.File
+	if p.Terminal {
+		if master, slave, err = openPty(root, p.ConsoleSize); err != nil {
 			return nil, err
 		}
-		defer consoleF.Close()
+		defer master.Close()
+		defer slave.Close()
+		if err := handOverTerminal(master, o.ConsoleSocket, o.Console); err != nil {
+			return nil, err
+		}
 	}
 	preserved, err := preservedFiles(o.PreserveFDs)
 	if err != nil {
@@ -84,58 +92,43 @@ func (c *Container) Exec(p *specs.Process, o *ExecOpts) (*Process, error) {
 	sp, err := c.rt.spawn(&spawnOpts{
 		bootstrap: b,
 		cgroup:    cg,
-		config: initConfig{
-			Mode:          "exec",
-			ID:            c.s.ID,
-			Spec:          spec,
-			Process:       p,
-			Rootfs:        c.s.Rootfs,
-			Bundle:        c.s.Bundle,
-			CgroupVersion: c.s.CgroupV,
-		},
-		cgroupNS:  cgNS,
 		stdin:     o.Stdin,
 		stdout:    o.Stdout,
 		stderr:    o.Stderr,
 		preserved: preserved,
-		console:   consoleF,
 	})
 	if err != nil {
 		return nil, err
 	}
 	defer sp.sync.Close()
-	// The process reports that it is about to exec, then its end of the
-	// socket closes on exec; an error before the close means it failed.
-	execing := false
-	for {
-		m, err := recvMsg(sp.sync)
-		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				if execing {
-					break
-				}
-				sp.kill()
-				return nil, errors.New("exec'd process exited during setup")
-			}
-			sp.kill()
-			return nil, err
-		}
-		switch m.Type {
-		case msgExec:
-			execing = true
-			continue
-		case msgError:
-			sp.kill()
-			return nil, errors.New(m.Error)
-		default:
-			sp.kill()
-			return nil, fmt.Errorf("exec'd process sent unexpected %q", m.Type)
-		}
+	attrs, err := finalizeAttrs(spec, p, &finalizeOpts{
+		id:         c.s.ID,
+		bundle:     c.s.Bundle,
+		pid:        sp.pid,
+		path:       path,
+		home:       home,
+		tty:        slave != nil,
+		preserve:   len(preserved),
+		execFifo:   -1,
+		statusFifo: -1,
+		chroot:     chroot,
+	})
+	if err != nil {
+		sp.kill()
+		return nil, err
+	}
+	if err := sp.finalize(attrs, slave); err != nil {
+		sp.kill()
+		return nil, err
+	}
+	if err := sp.waitExec(); err != nil {
+		sp.kill()
+		return nil, err
 	}
 	if o.PidFile != "" {
 		if err := writePidFile(o.PidFile, sp.pid); err != nil {
 			return nil, err
 		}
 	}
-	return &Process{Pid: sp.pid, sp: sp}, nil
+	return &Process{Pid: sp.pid}, nil
 }

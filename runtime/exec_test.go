@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -133,7 +134,11 @@ func consoleServer(t *testing.T) (string, <-chan *os.File) {
 			close(ch)
 			return
 		}
-		ch <- master
+		// A non-blocking copy, so that the reads below honour deadlines.
+		fd, _ := syscall.Dup(int(master.Fd()))
+		master.Close()
+		syscall.SetNonblock(fd, true)
+		ch <- os.NewFile(uintptr(fd), "master")
 	}()
 	return path, ch
 }

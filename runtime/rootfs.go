@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/berth-dev/berth/runtime/config"
 	"github.com/berth-dev/berth/runtime/nsenter"
 	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -24,13 +25,20 @@ import (
 type rootfs struct {
 	path string
 	root *os.File // O_PATH handle of path
-	cfg  *initConfig
+	req  *setupRequest
 	// hostNS is set when the config asks for no mount namespace: the
 	// container then shares the runtime's, its mounts are visible on the
 	// host (delete removes them), and its root is entered by chroot.
 	hostNS bool
+	// userns is set for a container with a user namespace: what the
+	// setup creates belongs to rootUID:rootGID, the host IDs of its root.
+	userns           bool
+	rootUID, rootGID uint32
 }
 
+// fdPath names a descriptor for mount(2). It works until the pivot: the
+// container's own /proc, mounted for its PID namespace, does not show this
+// process; later steps use the descriptor-based mount API instead.
 func fdPath(f *os.File) string { return "/proc/self/fd/" + strconv.Itoa(int(f.Fd())) }
 
 // prepare makes the root a private mount point. Mounts made below it then
@@ -141,6 +149,10 @@ func (r *rootfs) mountOne(m specs.Mount) error {
 	if m.Type == "cgroup" {
 		return r.mountCgroup(m, &o)
 	}
+	if r.userns {
+		// uid= and gid= options name the container's IDs.
+		o.data = r.translateIDOptions(o.data)
+	}
 	dest, err := r.mkdirIn(m.Destination)
 	if err != nil {
 		return fmt.Errorf("create mount point: %w", err)
@@ -158,7 +170,12 @@ func (r *rootfs) mountOne(m specs.Mount) error {
 		}
 		defer covered.Close()
 	}
-	if err := unix.Mount(m.Source, fdPath(dest), m.Type, o.flags, o.dataString()); err != nil {
+	if m.Type == "proc" {
+		err = r.mountProc(dest, m.Source, o.flags, o.dataString())
+	} else {
+		err = unix.Mount(m.Source, fdPath(dest), m.Type, o.flags, o.dataString())
+	}
+	if err != nil {
 		if m.Type == "sysfs" && errors.Is(err, unix.EPERM) {
 			// Without a network namespace of its own a user namespace
 			// may not mount sysfs; bind the host's read-only instead.
@@ -185,6 +202,58 @@ func (r *rootfs) mountOne(m specs.Mount) error {
 		}
 	}
 	return nil
+}
+
+// mountProc mounts a proc filesystem for the container's PID namespace.
+// Where the kernel takes proc's pidns= option (6.15 and later) this thread
+// mounts it; otherwise, and always in a user namespace (whose root should
+// own it), the container process does.
+func (r *rootfs) mountProc(dest *os.File, source string, flags uintptr, data string) error {
+	ownPIDNS := config.HasNamespace(r.req.spec, specs.PIDNamespace)
+	if !ownPIDNS && !r.userns {
+		return unix.Mount(source, fdPath(dest), "proc", flags, data)
+	}
+	if !r.userns && !noProcPidns {
+		opts := pidNSOption(r.req.pid)
+		if data != "" {
+			opts = data + "," + opts
+		}
+		err := unix.Mount(source, fdPath(dest), "proc", flags, opts)
+		if err == nil || !errors.Is(err, unix.EINVAL) {
+			return err
+		}
+		noProcPidns = true
+	}
+	return r.askProcessToMount(dest, source, "proc", flags, data)
+}
+
+// noProcPidns records that this kernel refused pidns=.
+var noProcPidns bool
+
+// translateIDOptions maps uid= and gid= mount options from the container's
+// IDs to the host's, for filesystems this (host) thread mounts.
+func (r *rootfs) translateIDOptions(data []string) []string {
+	l := r.req.spec.Linux
+	out := make([]string, len(data))
+	for i, o := range data {
+		out[i] = o
+		k, v, ok := strings.Cut(o, "=")
+		if !ok || (k != "uid" && k != "gid") {
+			continue
+		}
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			continue
+		}
+		m := l.UIDMappings
+		if k == "gid" {
+			m = l.GIDMappings
+		}
+		if h, ok := hostID(m, uint32(n)); ok {
+			out[i] = k + "=" + strconv.FormatUint(uint64(h), 10)
+		}
+	}
+	return out
 }
 
 // bindMount clones the source (recursively for rbind) as a detached mount,
@@ -263,8 +332,8 @@ func (r *rootfs) bindMount(m specs.Mount, o *mountOpts) error {
 // mappings, or the container's when the mount gives none.
 func (r *rootfs) idmapTree(tree int, m specs.Mount, recursive bool) error {
 	uids, gids := m.UIDMappings, m.GIDMappings
-	if len(uids) == 0 && r.cfg.Spec.Linux != nil {
-		uids, gids = r.cfg.Spec.Linux.UIDMappings, r.cfg.Spec.Linux.GIDMappings
+	if len(uids) == 0 {
+		uids, gids = r.req.spec.Linux.UIDMappings, r.req.spec.Linux.GIDMappings
 	}
 	if len(uids) == 0 {
 		return errors.New("idmap: no ID mappings for the mount or the container")
@@ -323,18 +392,18 @@ func (r *rootfs) mountCgroup(m specs.Mount, o *mountOpts) error {
 		return fmt.Errorf("create mount point: %w", err)
 	}
 	defer dest.Close()
-	ns := newNamespaceIn(r.cfg.Spec, specs.CgroupNamespace)
-	if r.cfg.CgroupVersion == 2 {
+	ns := newNamespaceIn(r.req.spec, specs.CgroupNamespace)
+	if r.req.cgroupV == 2 {
 		if ns {
 			return unix.Mount("cgroup2", fdPath(dest), "cgroup2", o.flags, "")
 		}
-		return r.bindMount(specs.Mount{Destination: m.Destination, Source: r.cfg.CgroupPaths[""]}, &mountOpts{bind: true, flags: o.flags})
+		return r.bindMount(specs.Mount{Destination: m.Destination, Source: r.req.cgPaths[""]}, &mountOpts{bind: true, flags: o.flags})
 	}
 	if err := unix.Mount("tmpfs", fdPath(dest), "tmpfs", o.flags&^unix.MS_RDONLY, "mode=755"); err != nil {
 		return fmt.Errorf("mount tmpfs: %w", err)
 	}
-	keys := make([]string, 0, len(r.cfg.CgroupPaths))
-	for k := range r.cfg.CgroupPaths {
+	keys := make([]string, 0, len(r.req.cgPaths))
+	for k := range r.req.cgPaths {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
@@ -361,7 +430,7 @@ func (r *rootfs) mountCgroup(m specs.Mount, o *mountOpts) error {
 				return fmt.Errorf("mount %s hierarchy: %w", name, err)
 			}
 		} else {
-			if err := r.bindMount(specs.Mount{Destination: sub, Source: r.cfg.CgroupPaths[key]}, &mountOpts{bind: true, flags: o.flags}); err != nil {
+			if err := r.bindMount(specs.Mount{Destination: sub, Source: r.req.cgPaths[key]}, &mountOpts{bind: true, flags: o.flags}); err != nil {
 				return err
 			}
 		}
@@ -636,8 +705,19 @@ func inRoot(root *os.File, p string) (*os.File, error) {
 }
 
 // maskPaths hides paths: directories under an empty read-only tmpfs, files
-// under /dev/null. Paths that do not exist are skipped.
+// under /dev/null. Paths that do not exist are skipped. After the pivot
+// there is no /proc/self to name descriptors by, so the mounts are made and
+// attached through descriptors.
 func maskPaths(root *os.File, paths []string) error {
+	var empty, null int = -1, -1
+	defer func() {
+		if empty >= 0 {
+			unix.Close(empty)
+		}
+		if null >= 0 {
+			unix.Close(null)
+		}
+	}()
 	for i, p := range paths {
 		f, err := inRoot(root, p)
 		if err != nil {
@@ -649,10 +729,20 @@ func maskPaths(root *os.File, paths []string) error {
 		var st unix.Stat_t
 		err = unix.Fstat(int(f.Fd()), &st)
 		if err == nil {
+			var src int
 			if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-				err = unix.Mount("tmpfs", fdPath(f), "tmpfs", unix.MS_RDONLY, "size=0k")
+				if empty < 0 {
+					empty, err = emptyTmpfs()
+				}
+				src = empty
 			} else {
-				err = unix.Mount("/dev/null", fdPath(f), "", unix.MS_BIND, "")
+				if null < 0 {
+					null, err = openDevNull(root)
+				}
+				src = null
+			}
+			if err == nil {
+				err = attachClone(src, f)
 			}
 		}
 		f.Close()
@@ -661,6 +751,42 @@ func maskPaths(root *os.File, paths []string) error {
 		}
 	}
 	return nil
+}
+
+// emptyTmpfs makes a detached, empty, read-only tmpfs.
+func emptyTmpfs() (int, error) {
+	fs, err := unix.Fsopen("tmpfs", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(fs)
+	if err := unix.FsconfigSetString(fs, "size", "0"); err != nil {
+		return -1, err
+	}
+	if err := unix.FsconfigCreate(fs); err != nil {
+		return -1, err
+	}
+	return unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_RDONLY)
+}
+
+// openDevNull makes a detached bind mount of the container's /dev/null.
+func openDevNull(root *os.File) (int, error) {
+	null, err := openInRoot(root, "dev/null")
+	if err != nil {
+		return -1, err
+	}
+	defer null.Close()
+	return unix.OpenTree(int(null.Fd()), "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH)
+}
+
+// attachClone attaches a copy of the detached mount src onto target.
+func attachClone(src int, target *os.File) error {
+	clone, err := unix.OpenTree(src, "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(clone)
+	return unix.MoveMount(clone, "", int(target.Fd()), "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH)
 }
 
 // readonlyPaths makes paths read-only, including every mount below them.

@@ -1,15 +1,16 @@
 package runtime
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/berth-dev/berth/runtime/cgroups"
 	"github.com/berth-dev/berth/runtime/nsenter"
@@ -34,98 +35,34 @@ func (r *Runtime) log() *slog.Logger {
 	return slog.Default()
 }
 
-// initConfig is what the parent sends the process it starts, once that
-// process is in its namespaces.
-type initConfig struct {
-	Mode    string         `json:"mode"` // "create" or "exec"
-	ID      string         `json:"id"`
-	Spec    *specs.Spec    `json:"spec"`
-	Process *specs.Process `json:"process"`
-	Rootfs  string         `json:"rootfs,omitempty"`
-	Bundle  string         `json:"bundle,omitempty"`
-	NoPivot bool           `json:"noPivot,omitempty"`
-	// NoNewKeyring keeps the caller's session keyring instead of giving the
-	// container one of its own.
-	NoNewKeyring bool `json:"noNewKeyring,omitempty"`
-	// Descriptors the process inherits, or -1.
-	ExecFifo    int `json:"execFifo"`
-	StatusFifo  int `json:"statusFifo"`
-	Console     int `json:"console"`
-	PreserveFDs int `json:"preserveFds"`
-	// HostPid is the process's PID as the host sees it, for the state
-	// hooks read (inside a PID namespace getpid says 1).
-	HostPid int `json:"hostPid"`
-	// CgroupPaths lets the init bind-mount the container's own cgroups.
-	CgroupVersion int               `json:"cgroupVersion"`
-	CgroupPaths   map[string]string `json:"cgroupPaths,omitempty"`
-	// NewCgroupNS asks for a new cgroup namespace; CgroupNSFD is one to
-	// join (opened by the parent: a path to it may not resolve once the
-	// process is in the container's mount namespace), or -1.
-	NewCgroupNS bool `json:"newCgroupNS,omitempty"`
-	CgroupNSFD  int  `json:"cgroupNSFd"`
-}
-
-// message is one step of the Go-level conversation between parent and init.
-type message struct {
-	Type  string `json:"type"`
-	Error string `json:"error,omitempty"`
-}
-
-const (
-	msgHooks     = "hooks"      // init: run prestart and createRuntime now
-	msgHooksDone = "hooks-done" // parent: they ran
-	msgReady     = "ready"      // init (create): set up, waiting for start
-	msgExec      = "exec"       // init (exec): about to exec
-	msgError     = "error"      // init: failed, with the reason
-)
-
-func sendMsg(w io.Writer, m message) error {
-	b, _ := json.Marshal(m)
-	return nsenter.WriteMsg(w, nsenter.MsgJSON, b)
-}
-
-func recvMsg(r io.Reader) (message, error) {
-	var m message
-	typ, data, err := nsenter.ReadMsg(r)
-	if err != nil {
-		return m, err
-	}
-	if typ == nsenter.MsgError {
-		return message{Type: msgError, Error: string(data)}, nil
-	}
-	if typ != nsenter.MsgJSON {
-		return m, fmt.Errorf("unexpected message type %d", typ)
-	}
-	return m, json.Unmarshal(data, &m)
-}
-
 // spawnOpts describe a process to start in a container's namespaces.
 type spawnOpts struct {
 	bootstrap nsenter.Bootstrap
-	// cgroup is joined by the final process once the constructor reports
-	// it, before the config that lets it go on is sent.
+	// cgroup is joined before anything runs in the namespaces: the
+	// process is cloned into its v2 cgroup and moves itself into the v1
+	// ones (cgroups.JoinSpec).
 	cgroup  cgroups.Manager
 	uidMaps []specs.LinuxIDMapping
 	gidMaps []specs.LinuxIDMapping
-	config  initConfig
 	// Standard descriptors; nil means /dev/null.
 	stdin  *os.File
 	stdout *os.File
 	stderr *os.File
-	// extra are inherited at 3, 4, ... in order: the preserved descriptors
-	// first, then the runtime's own (their numbers go into config).
+	// Inherited at 3, 4, ... in order: the preserved descriptors first,
+	// then the fifos (their numbers are in fdExecFifo and fdStatusFifo).
 	preserved []*os.File
-	cgroupNS  *os.File
 	execFifo  *os.File
 	status    *os.File
-	console   *os.File
 }
 
-// spawned is a started process, in its namespaces, with its config sent.
+// spawned is a started process, in its namespaces, waiting in the nsenter
+// constructor for its last instructions.
 type spawned struct {
 	pid  int
 	sync *os.File
 	cmd  *exec.Cmd
+	// Descriptor numbers of the fifos in the process, or -1.
+	fdExecFifo, fdStatusFifo int
 }
 
 // kill stops a spawn that failed half-way and reaps what can be reaped.
@@ -143,8 +80,8 @@ func (s *spawned) kill() {
 }
 
 // spawn starts the runtime's own binary so that its nsenter constructor puts
-// it into the namespaces of o.bootstrap, then sends it o.config. The binary
-// is started from a read-only, detached mount of itself, so that nothing in
+// it into its cgroups and the namespaces of o.bootstrap. The binary is
+// started from a read-only, detached mount of itself, so that nothing in
 // the container can write to it through /proc/PID/exe.
 func (r *Runtime) spawn(o *spawnOpts) (*spawned, error) {
 	exe, err := sealedSelf()
@@ -181,19 +118,13 @@ func (r *Runtime) spawn(o *spawnOpts) (*spawned, error) {
 		next++
 		return next - 1
 	}
+	s := &spawned{sync: parent}
 	syncFD := add(child)
-	o.config.ExecFifo = add(o.execFifo)
-	o.config.StatusFifo = add(o.status)
-	o.config.Console = add(o.console)
-	o.config.CgroupNSFD = add(o.cgroupNS)
-	o.config.PreserveFDs = len(o.preserved)
+	s.fdExecFifo = add(o.execFifo)
+	s.fdStatusFifo = add(o.status)
 	cmd.Env = []string{
 		nsenter.EnvFD + "=" + strconv.Itoa(syncFD),
 		nsenter.EnvFDs + "=" + strconv.Itoa(next),
-		// One P: the init is sequential, and a second only costs thread
-		// wake-ups. A fixed value also keeps the Go runtime from reading
-		// the container's cgroup files to choose one.
-		"GOMAXPROCS=1",
 	}
 	// The child execs the binary by descriptor after the inherited files
 	// are moved into place: keep it above all of them.
@@ -205,11 +136,18 @@ func (r *Runtime) spawn(o *spawnOpts) (*spawned, error) {
 	defer unix.Close(exeFD)
 	cmd.Path = "/proc/self/fd/" + strconv.Itoa(exeFD)
 
-	s := &spawned{cmd: cmd, sync: parent}
-	if err := cmd.Start(); err != nil {
-		parent.Close()
-		return nil, fmt.Errorf("start container process: %w", err)
+	var cgroup2 string
+	if o.cgroup != nil {
+		j := o.cgroup.Join()
+		o.bootstrap.CgroupTasks = j.Tasks
+		cgroup2 = j.Cgroup2
 	}
+	cmd, err = startInCgroup(cmd, cgroup2)
+	if err != nil {
+		parent.Close()
+		return nil, err
+	}
+	s.cmd = cmd
 	child.Close()
 	writeMaps := func() error {
 		return writeIDMaps(cmd.Process.Pid, o.uidMaps, o.gidMaps)
@@ -223,15 +161,6 @@ func (r *Runtime) spawn(o *spawnOpts) (*spawned, error) {
 		return nil, fmt.Errorf("namespaces: %w", err)
 	}
 	s.pid = pid
-	// The process boots its Go runtime now, while the join (which costs
-	// the kernel an RCU grace period) happens here; it waits for the
-	// config below before it does anything.
-	if o.cgroup != nil {
-		if err := o.cgroup.Apply(pid); err != nil {
-			s.kill()
-			return nil, fmt.Errorf("join cgroup: %w", err)
-		}
-	}
 	if pid != cmd.Process.Pid {
 		// The first process only forked the one inside the new PID
 		// namespace and exits; reap it.
@@ -241,28 +170,79 @@ func (r *Runtime) spawn(o *spawnOpts) (*spawned, error) {
 		}
 		s.cmd = nil
 	}
-	o.config.HostPid = pid
-	b, err := json.Marshal(&o.config)
-	if err != nil {
-		s.kill()
-		return nil, err
-	}
-	if err := nsenter.WriteMsg(parent, nsenter.MsgJSON, b); err != nil {
-		s.kill()
-		return nil, fmt.Errorf("send config to container process: %w", err)
-	}
 	return s, nil
 }
 
-// wait reaps the first process if it is the container process itself, so
-// that a process that exits becomes no zombie of ours. It is only called by
-// commands that stay to wait.
-func (s *spawned) wait() (*os.ProcessState, error) {
-	if s.cmd == nil {
-		return nil, errors.New("process is not a child of this one")
+// finalize sends the process its last instructions (with its terminal, if
+// it has one) and waits until it has applied what it does before waiting
+// for start (create) or exec'ing (exec).
+func (s *spawned) finalize(a *nsenter.Attrs, tty *os.File) error {
+	fd := -1
+	if tty != nil {
+		fd = int(tty.Fd())
 	}
-	err := s.cmd.Wait()
-	return s.cmd.ProcessState, err
+	if err := nsenter.SendMsgFD(s.sync, nsenter.MsgFinalize, a.Bytes(), fd); err != nil {
+		return fmt.Errorf("send to container process: %w", err)
+	}
+	if err := nsenter.Expect(s.sync, nsenter.MsgReady); err != nil {
+		if errors.Is(err, nsenter.ErrEarlyExit) {
+			return errors.New("container process exited during setup")
+		}
+		return err
+	}
+	return nil
+}
+
+// waitExec waits until the process has exec'd its program (its end of the
+// socket closes on exec) or reports why it could not.
+func (s *spawned) waitExec() error {
+	typ, data, err := nsenter.ReadMsg(s.sync)
+	switch {
+	case err == nil && typ == nsenter.MsgError:
+		return errors.New(string(data))
+	case err == nil:
+		return fmt.Errorf("unexpected message type %d", typ)
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return nil
+	}
+	return err
+}
+
+// startInCgroup starts cmd directly inside the cgroup2 directory dir, if one
+// is given: clone3 with CLONE_INTO_CGROUP, so the process never has to be
+// moved. Kernels without it (before 5.7) get a move right after the start,
+// which the process cannot outrun: it waits for its bootstrap first.
+func startInCgroup(cmd *exec.Cmd, dir string) (*exec.Cmd, error) {
+	if dir == "" {
+		if err := cmd.Start(); err != nil {
+			return nil, fmt.Errorf("start container process: %w", err)
+		}
+		return cmd, nil
+	}
+	fd, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open cgroup %s: %w", dir, err)
+	}
+	defer unix.Close(fd)
+	// Try on a copy: a Cmd whose Start failed cannot be started again.
+	try := &exec.Cmd{Path: cmd.Path, Args: cmd.Args, Env: cmd.Env, Stdin: cmd.Stdin, Stdout: cmd.Stdout, Stderr: cmd.Stderr,
+		ExtraFiles: cmd.ExtraFiles, SysProcAttr: &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}}
+	err = try.Start()
+	if err == nil {
+		return try, nil
+	}
+	if !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.EOPNOTSUPP) {
+		return nil, fmt.Errorf("start container process in cgroup %s: %w", dir, err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start container process: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("join cgroup %s: %w", dir, err)
+	}
+	return cmd, nil
 }
 
 func writeIDMaps(pid int, uids, gids []specs.LinuxIDMapping) error {

@@ -12,15 +12,19 @@ import (
 
 	"github.com/berth-dev/berth/cmd/berth/commands/runtimecmd"
 	"github.com/berth-dev/berth/internal/version"
-	"github.com/berth-dev/berth/runtime"
 	"github.com/spf13/cobra"
 )
 
+func init() {
+	// The main goroutine keeps the main thread: the runtime sets up a
+	// container's root filesystem from a thread that enters the
+	// container's namespaces and is thrown away after, which must never
+	// be the main one (it cannot exit, and /proc/self would show the
+	// container's namespaces from then on).
+	goruntime.LockOSThread()
+}
+
 func main() {
-	if runtime.IsInit() {
-		// A container process being born: nothing else may run first.
-		runtime.Init()
-	}
 	if filepath.Base(os.Args[0]) == "berth-runc" || (len(os.Args) > 1 && os.Args[1] == "runtime") {
 		// The runtime's commands are short and sequential: one P spares
 		// the thread wake-ups that a second costs on every block.

@@ -178,3 +178,15 @@ func Apply(c *specs.LinuxCapabilities) error {
 	}
 	return nil
 }
+
+// Mask is a set of capability names as a bit mask, skipping names the
+// running kernel does not know.
+func Mask(set []string) uint64 {
+	var m uint64
+	for _, n := range set {
+		if c := Number(n); c >= 0 && c <= Last() {
+			m |= 1 << uint(c)
+		}
+	}
+	return m
+}

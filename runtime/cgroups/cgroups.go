@@ -29,6 +29,9 @@ type Manager interface {
 	Create() error
 	// Apply moves a process into the cgroup.
 	Apply(pid int) error
+	// Join says how a process about to start gets into the cgroup without
+	// Apply: see JoinSpec.
+	Join() JoinSpec
 	// Set writes resource limits. It is used at create and by update.
 	Set(r *specs.LinuxResources) error
 	// Freeze stops (true) or thaws (false) every process in the cgroup and
@@ -59,6 +62,20 @@ type Options struct {
 	// Root overrides where cgroup2 is mounted; tests point it at a
 	// directory of their own. It selects v2.
 	Root string
+}
+
+// JoinSpec is how a new process enters a cgroup cheaply. Moving a process
+// by writing its PID to cgroup.procs takes a global lock whose first
+// acquisition waits for an RCU grace period (milliseconds on a small
+// machine); a thread that moves itself through a v1 "tasks" file skips that
+// lock, and a process cloned straight into a v2 cgroup never moves at all.
+type JoinSpec struct {
+	// Tasks are v1 "tasks" files the process writes "0" to itself, while
+	// it is still single-threaded.
+	Tasks []string
+	// Cgroup2 is the v2 directory to clone the process into
+	// (CLONE_INTO_CGROUP), or "".
+	Cgroup2 string
 }
 
 // ErrSystemd is returned for a systemd-style cgroupsPath ("slice:prefix:name").

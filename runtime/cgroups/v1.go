@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -148,6 +149,19 @@ func (m *v1) Apply(pid int) error {
 		}
 	}
 	return nil
+}
+
+func (m *v1) Join() JoinSpec {
+	var j JoinSpec
+	for key, p := range m.paths {
+		if key == "" {
+			j.Cgroup2 = p
+			continue
+		}
+		j.Tasks = append(j.Tasks, filepath.Join(p, "tasks"))
+	}
+	sort.Strings(j.Tasks)
+	return j
 }
 
 func (m *v1) Set(r *specs.LinuxResources) error {

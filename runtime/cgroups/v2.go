@@ -93,6 +93,8 @@ func (m *v2) Apply(pid int) error {
 	return writeFile(m.dir, "cgroup.procs", strconv.Itoa(pid))
 }
 
+func (m *v2) Join() JoinSpec { return JoinSpec{Cgroup2: m.dir} }
+
 func (m *v2) write(field, file, value string) error {
 	return fieldErr(field, writeFile(m.dir, file, value))
 }

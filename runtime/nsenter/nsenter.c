@@ -6,10 +6,12 @@
 // only applies to children. So when the runtime starts its own binary as a
 // container's init or as an exec'd process, this constructor runs first, while
 // the process is still single-threaded: it reads a bootstrap message from the
-// socket named by _BERTH_INIT_FD, joins and creates the namespaces it names,
-// forks if the PID or time namespace changed, reports the final PID, and
-// returns, so that the Go runtime starts inside the namespaces. The message
-// framing is shared with nsenter.go.
+// socket named by _BERTH_INIT_FD, moves into its cgroups, joins and creates
+// the namespaces it names, forks if the PID or time namespace changed, and
+// reports the final PID. That process never starts the Go runtime: the
+// runtime sets the root filesystem up from its own side, and finalize.c
+// takes the last steps here, in C, up to the exec of the container's
+// program. The message framing is shared with nsenter.go.
 
 #define _GNU_SOURCE
 #include <errno.h>
@@ -27,6 +29,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "nsenter.h"
+
 #ifndef CLONE_NEWCGROUP
 #define CLONE_NEWCGROUP 0x02000000
 #endif
@@ -34,21 +38,8 @@
 #define CLONE_NEWTIME 0x00000080
 #endif
 
-enum {
-	MSG_BOOTSTRAP = 1,
-	MSG_USERMAP_REQ = 2,
-	MSG_USERMAP_ACK = 3,
-	MSG_PID = 4,
-	MSG_ERROR = 5,
-};
-
-enum {
-	ATTR_CLONE_FLAGS = 1,
-	ATTR_NS_PATH = 2,
-	ATTR_TIME_OFFSETS = 3,
-};
-
 #define MAX_JOIN 16
+#define MAX_TASKS 32
 
 struct join {
 	uint32_t type;
@@ -56,9 +47,9 @@ struct join {
 	const char *path;
 };
 
-static int sync_fd = -1;
+int sync_fd = -1;
 
-static void write_all(int fd, const void *buf, size_t len)
+void write_all(int fd, const void *buf, size_t len)
 {
 	const char *p = buf;
 	while (len > 0) {
@@ -73,7 +64,7 @@ static void write_all(int fd, const void *buf, size_t len)
 	}
 }
 
-static int read_all(int fd, void *buf, size_t len)
+int read_all(int fd, void *buf, size_t len)
 {
 	char *p = buf;
 	while (len > 0) {
@@ -88,7 +79,7 @@ static int read_all(int fd, void *buf, size_t len)
 	return 0;
 }
 
-static void send_msg(uint32_t type, const void *data, uint32_t len)
+void send_msg(uint32_t type, const void *data, uint32_t len)
 {
 	uint32_t hdr[2] = {type, len};
 	write_all(sync_fd, hdr, sizeof(hdr));
@@ -96,7 +87,7 @@ static void send_msg(uint32_t type, const void *data, uint32_t len)
 		write_all(sync_fd, data, len);
 }
 
-__attribute__((noreturn, format(printf, 1, 2))) static void fail(const char *fmt, ...)
+void fail(const char *fmt, ...)
 {
 	char buf[1024];
 	int saved = errno;
@@ -114,6 +105,51 @@ __attribute__((noreturn, format(printf, 1, 2))) static void fail(const char *fmt
 		n = sizeof(buf) - 1;
 	send_msg(MSG_ERROR, buf, (uint32_t)n);
 	_exit(1);
+}
+
+char *recv_msg(uint32_t *type, uint32_t *len, int *fd)
+{
+	uint32_t hdr[2];
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = {.iov_base = hdr, .iov_len = sizeof(hdr)};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+	ssize_t n;
+	*fd = -1;
+	do
+		n = recvmsg(sync_fd, &mh, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		_exit(1);
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+			memcpy(fd, CMSG_DATA(c), sizeof(int));
+	}
+	if ((size_t)n < sizeof(hdr) && read_all(sync_fd, (char *)hdr + n, sizeof(hdr) - (size_t)n) < 0)
+		_exit(1);
+	if (hdr[1] > (16u << 20))
+		fail("message of %u bytes is too large", hdr[1]);
+	char *buf = malloc(hdr[1] + 1);
+	if (buf == NULL)
+		fail("allocate message");
+	if (read_all(sync_fd, buf, hdr[1]) < 0)
+		_exit(1);
+	buf[hdr[1]] = '\0';
+	*type = hdr[0];
+	*len = hdr[1];
+	return buf;
+}
+
+int tlv_next(const char *buf, uint32_t size, uint32_t *off, struct tlv *t)
+{
+	if (*off + 8 > size)
+		return 0;
+	memcpy(&t->kind, buf + *off, 4);
+	memcpy(&t->len, buf + *off + 4, 4);
+	if (t->len > size - *off - 8)
+		fail("truncated attribute %u", t->kind);
+	t->val = buf + *off + 8;
+	*off += 8 + t->len;
+	return 1;
 }
 
 static const char *ns_name(uint32_t type)
@@ -174,34 +210,25 @@ __attribute__((constructor)) static void berth_nsenter(void)
 			close((int)fd);
 	}
 
-	uint32_t hdr[2];
-	if (read_all(sync_fd, hdr, sizeof(hdr)) < 0)
-		_exit(1);
-	if (hdr[0] != MSG_BOOTSTRAP || hdr[1] > (1 << 20))
-		fail("nsenter: unexpected bootstrap message type %u", hdr[0]);
-	char *msg = malloc(hdr[1] + 1);
-	if (msg == NULL)
-		fail("nsenter: allocate bootstrap");
-	if (read_all(sync_fd, msg, hdr[1]) < 0)
-		_exit(1);
-	msg[hdr[1]] = '\0';
+	uint32_t type, size;
+	int unused_fd;
+	char *msg = recv_msg(&type, &size, &unused_fd);
+	if (type != MSG_BOOTSTRAP)
+		fail("nsenter: unexpected bootstrap message type %u", type);
 
 	uint32_t clone_flags = 0;
 	struct join joins[MAX_JOIN];
 	int njoin = 0;
 	const char *time_offsets = NULL;
 	size_t time_offsets_len = 0;
+	const char *tasks[MAX_TASKS];
+	int ntasks = 0;
 
-	for (uint32_t off = 0; off + 8 <= hdr[1];) {
-		uint32_t kind, len;
-		memcpy(&kind, msg + off, 4);
-		memcpy(&len, msg + off + 4, 4);
-		off += 8;
-		if (len > hdr[1] - off)
-			fail("nsenter: truncated attribute %u", kind);
-		char *val = msg + off;
-		off += len;
-		switch (kind) {
+	struct tlv t;
+	for (uint32_t off = 0; tlv_next(msg, size, &off, &t);) {
+		const char *val = t.val;
+		uint32_t len = t.len;
+		switch (t.kind) {
 		case ATTR_CLONE_FLAGS:
 			if (len != 4)
 				fail("nsenter: bad clone flags attribute");
@@ -220,10 +247,24 @@ __attribute__((constructor)) static void berth_nsenter(void)
 			time_offsets = val;
 			time_offsets_len = len;
 			break;
+		case ATTR_CGROUP_TASKS:
+			if (len < 2 || val[len - 1] != '\0')
+				fail("nsenter: bad cgroup attribute");
+			if (ntasks == MAX_TASKS)
+				fail("nsenter: too many cgroup hierarchies");
+			tasks[ntasks++] = val;
+			break;
 		default:
-			fail("nsenter: unknown attribute %u", kind);
+			fail("nsenter: unknown attribute %u", t.kind);
 		}
 	}
+
+	// Into the cgroups first, while this thread is the whole process and
+	// the host's paths are still in view. Writing "0" to a v1 tasks file
+	// moves the calling thread without the global lock a cgroup.procs
+	// write takes (whose first use waits for an RCU grace period).
+	for (int i = 0; i < ntasks; i++)
+		write_file(tasks[i], "0", 1);
 
 	int pid_changed = (clone_flags & (CLONE_NEWPID | CLONE_NEWTIME)) != 0;
 	int user_changed = (clone_flags & CLONE_NEWUSER) != 0;
@@ -251,10 +292,11 @@ __attribute__((constructor)) static void berth_nsenter(void)
 				fail("create user namespace");
 			// Only a process outside the new namespace may write its ID maps.
 			send_msg(MSG_USERMAP_REQ, NULL, 0);
-			if (read_all(sync_fd, hdr, sizeof(hdr)) < 0 || hdr[0] != MSG_USERMAP_ACK)
-				_exit(1);
-			if (hdr[1] != 0)
-				fail("nsenter: user map acknowledgement carries data");
+			uint32_t ack, acklen;
+			int ackfd;
+			free(recv_msg(&ack, &acklen, &ackfd));
+			if (ack != MSG_USERMAP_ACK)
+				fail("nsenter: expected the user map acknowledgement, got message %u", ack);
 		}
 		if (rank == 0 && user_changed) {
 			// Become root of the user namespace, so that files the runtime
@@ -282,10 +324,10 @@ __attribute__((constructor)) static void berth_nsenter(void)
 			send_msg(MSG_PID, &p, sizeof(p));
 			_exit(0);
 		}
-		// The child continues into the Go runtime; it is the process the
-		// caller will manage.
-		return;
+	} else {
+		int32_t self = getpid();
+		send_msg(MSG_PID, &self, sizeof(self));
 	}
-	int32_t self = getpid();
-	send_msg(MSG_PID, &self, sizeof(self));
+	// This is the process the caller manages: serve it until the exec.
+	berth_finish();
 }

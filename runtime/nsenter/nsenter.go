@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"golang.org/x/sys/unix"
 )
@@ -36,21 +37,136 @@ const EnvFDs = "_BERTH_INIT_NFDS"
 // a cheap holder for a namespace that is only needed as a file.
 const EnvPause = "_BERTH_PAUSE"
 
-// Message types on the bootstrap socket (mirrored in nsenter.c).
+// Message types on the bootstrap socket (mirrored in nsenter.h).
 const (
 	MsgBootstrap  uint32 = 1
 	MsgUsermapReq uint32 = 2
 	MsgUsermapAck uint32 = 3
 	MsgPID        uint32 = 4
 	MsgError      uint32 = 5
-	// MsgJSON carries the Go-level conversation after the constructor is done.
-	MsgJSON uint32 = 16
+	MsgOK         uint32 = 6
+	MsgReady      uint32 = 7
+	// MsgHooks runs hooks in the process (createContainer).
+	MsgHooks uint32 = 8
+	// MsgFinalize carries the process's attributes; the process applies
+	// them, answers MsgReady, and goes on to exec.
+	MsgFinalize uint32 = 9
+	// MsgMount asks the process to mount onto the descriptor sent along.
+	MsgMount uint32 = 10
 )
+
+// Attributes of MsgFinalize, MsgHooks and MsgMount (mirrored in nsenter.h).
+const (
+	FArg             uint32 = 1
+	FEnv             uint32 = 2
+	FPath            uint32 = 3
+	FCwd             uint32 = 4
+	FUID             uint32 = 5
+	FGID             uint32 = 6
+	FGroup           uint32 = 7
+	FUmask           uint32 = 8
+	FNoNewPrivs      uint32 = 9
+	FCaps            uint32 = 10
+	FRlimit          uint32 = 11
+	FOOMScoreAdj     uint32 = 12
+	FPersonality     uint32 = 13
+	FIOPrio          uint32 = 14
+	FSched           uint32 = 15
+	FKeyring         uint32 = 16
+	FSeccomp         uint32 = 17
+	FSeccompFlags    uint32 = 18
+	FSeccompListener uint32 = 19
+	FSeccompState    uint32 = 20
+	FTTY             uint32 = 21
+	FPreserve        uint32 = 22
+	FExecFifo        uint32 = 23
+	FStatusFifo      uint32 = 24
+	FHookPath        uint32 = 25
+	FHookArg         uint32 = 26
+	FHookEnv         uint32 = 27
+	FHookTimeout     uint32 = 28
+	FHookState       uint32 = 29
+	FChroot          uint32 = 30
+	FLastCap         uint32 = 31
+	FHookKind        uint32 = 32
+	FMountSource     uint32 = 33
+	FMountType       uint32 = 34
+	FMountFlags      uint32 = 35
+	FMountData       uint32 = 36
+)
+
+// Attrs builds a message body: (kind, length, value) records.
+type Attrs struct{ b []byte }
+
+// Add appends a raw value.
+func (a *Attrs) Add(kind uint32, val []byte) {
+	a.b = binary.LittleEndian.AppendUint32(a.b, kind)
+	a.b = binary.LittleEndian.AppendUint32(a.b, uint32(len(val)))
+	a.b = append(a.b, val...)
+}
+
+// String appends a NUL-terminated string.
+func (a *Attrs) String(kind uint32, s string) { a.Add(kind, append([]byte(s), 0)) }
+
+// U32 appends a 32-bit value.
+func (a *Attrs) U32(kind uint32, v uint32) { a.Add(kind, binary.LittleEndian.AppendUint32(nil, v)) }
+
+// U64 appends a 64-bit value.
+func (a *Attrs) U64(kind uint32, v uint64) { a.Add(kind, binary.LittleEndian.AppendUint64(nil, v)) }
+
+// Flag appends an attribute with no value.
+func (a *Attrs) Flag(kind uint32) { a.Add(kind, nil) }
+
+// Bytes is the encoded body.
+func (a *Attrs) Bytes() []byte { return a.b }
+
+// SendMsgFD writes one framed message with fd (if >= 0) attached.
+func SendMsgFD(sock *os.File, typ uint32, data []byte, fd int) error {
+	buf := make([]byte, 8, 8+len(data))
+	binary.LittleEndian.PutUint32(buf[0:], typ)
+	binary.LittleEndian.PutUint32(buf[4:], uint32(len(data)))
+	buf = append(buf, data...)
+	var oob []byte
+	if fd >= 0 {
+		oob = unix.UnixRights(fd)
+	}
+	for len(buf) > 0 {
+		n, err := unix.SendmsgN(int(sock.Fd()), buf, oob, nil, 0)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return err
+		}
+		buf, oob = buf[n:], nil
+	}
+	return nil
+}
+
+// Expect reads the answer to a request: nil for MsgOK or want, the process's
+// error for MsgError.
+func Expect(r io.Reader, want uint32) error {
+	typ, data, err := ReadMsg(r)
+	if err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, unix.ECONNRESET) {
+			return ErrEarlyExit
+		}
+		return err
+	}
+	switch typ {
+	case want, MsgOK:
+		return nil
+	case MsgError:
+		return errors.New(string(data))
+	}
+	return fmt.Errorf("unexpected message type %d", typ)
+}
 
 const (
 	attrCloneFlags  = 1
 	attrNsPath      = 2
 	attrTimeOffsets = 3
+	attrCgroupTasks = 4
 )
 
 // maxMessage bounds what either side accepts, so a confused peer cannot make
@@ -63,11 +179,15 @@ type Join struct {
 	Path string
 }
 
-// Bootstrap is what the constructor does, in this order: join the user
+// Bootstrap is what the constructor does, in this order: move into its
+// cgroups, join the user
 // namespace (or create one and wait for its ID maps), join the other
 // namespaces and create the new ones, mount namespace last, then fork if the
 // PID or time namespace changed.
 type Bootstrap struct {
+	// CgroupTasks are cgroup v1 "tasks" files the process moves itself
+	// into, before anything else.
+	CgroupTasks []string
 	CloneFlags  uintptr
 	Joins       []Join
 	TimeOffsets string // contents for /proc/self/timens_offsets
@@ -90,6 +210,9 @@ func (b *Bootstrap) Encode() []byte {
 	}
 	if b.TimeOffsets != "" {
 		attr(attrTimeOffsets, []byte(b.TimeOffsets))
+	}
+	for _, t := range b.CgroupTasks {
+		attr(attrCgroupTasks, append([]byte(t), 0))
 	}
 	return out
 }

@@ -19,10 +19,7 @@ func Load(s *specs.LinuxSeccomp) (int, error) {
 		return -1, err
 	}
 	filters := SockFilters(raw)
-	var flags uint
-	for _, f := range s.Flags {
-		flags |= knownFlags[f]
-	}
+	flags := FlagBits(s)
 	if NeedsListener(s) {
 		flags |= unix.SECCOMP_FILTER_FLAG_NEW_LISTENER
 	}
@@ -36,4 +33,13 @@ func Load(s *specs.LinuxSeccomp) (int, error) {
 		return int(r), nil
 	}
 	return -1, nil
+}
+
+// FlagBits returns the seccomp(2) flags the profile asks for.
+func FlagBits(s *specs.LinuxSeccomp) uint {
+	var flags uint
+	for _, f := range s.Flags {
+		flags |= knownFlags[f]
+	}
+	return flags
 }

@@ -1,0 +1,95 @@
+// Shared between the constructor's two halves: nsenter.c (namespaces) and
+// finalize.c (the last steps of a container process, up to its exec). The
+// numbers mirror nsenter.go.
+#ifndef BERTH_NSENTER_H
+#define BERTH_NSENTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+// Messages on the bootstrap socket: a little-endian header {type, len} and
+// len bytes of payload; descriptors travel with the header as SCM_RIGHTS.
+enum {
+	MSG_BOOTSTRAP = 1,
+	MSG_USERMAP_REQ = 2,
+	MSG_USERMAP_ACK = 3,
+	MSG_PID = 4,
+	MSG_ERROR = 5,
+	MSG_OK = 6,
+	MSG_READY = 7,
+	MSG_HOOKS = 8,
+	MSG_FINALIZE = 9,
+	MSG_MOUNT = 10,
+};
+
+// Attributes of MSG_BOOTSTRAP.
+enum {
+	ATTR_CLONE_FLAGS = 1,
+	ATTR_NS_PATH = 2,
+	ATTR_TIME_OFFSETS = 3,
+	ATTR_CGROUP_TASKS = 4,
+};
+
+// Attributes of MSG_FINALIZE, MSG_HOOKS and MSG_MOUNT.
+enum {
+	F_ARG = 1,
+	F_ENV = 2,
+	F_PATH = 3,
+	F_CWD = 4,
+	F_UID = 5,
+	F_GID = 6,
+	F_GROUP = 7,
+	F_UMASK = 8,
+	F_NNP = 9,
+	F_CAPS = 10,
+	F_RLIMIT = 11,
+	F_OOM = 12,
+	F_PERSONALITY = 13,
+	F_IOPRIO = 14,
+	F_SCHED = 15,
+	F_KEYRING = 16,
+	F_SECCOMP = 17,
+	F_SECCOMP_FLAGS = 18,
+	F_SECCOMP_LISTENER = 19,
+	F_SECCOMP_STATE = 20,
+	F_TTY = 21,
+	F_PRESERVE = 22,
+	F_EXEC_FIFO = 23,
+	F_STATUS_FIFO = 24,
+	F_HOOK_PATH = 25,
+	F_HOOK_ARG = 26,
+	F_HOOK_ENV = 27,
+	F_HOOK_TIMEOUT = 28,
+	F_HOOK_STATE = 29,
+	F_CHROOT = 30,
+	F_LAST_CAP = 31,
+	F_HOOK_KIND = 32,
+	F_MOUNT_SOURCE = 33,
+	F_MOUNT_TYPE = 34,
+	F_MOUNT_FLAGS = 35,
+	F_MOUNT_DATA = 36,
+};
+
+struct tlv {
+	uint32_t kind;
+	uint32_t len;
+	const char *val;
+};
+
+extern int sync_fd;
+
+void write_all(int fd, const void *buf, size_t len);
+int read_all(int fd, void *buf, size_t len);
+void send_msg(uint32_t type, const void *data, uint32_t len);
+__attribute__((noreturn, format(printf, 1, 2))) void fail(const char *fmt, ...);
+// recv_msg reads one message into a malloc'd, NUL-terminated buffer; *fd
+// gets a descriptor sent with it, or -1. It exits on EOF: the runtime is gone.
+char *recv_msg(uint32_t *type, uint32_t *len, int *fd);
+// tlv_next steps through attributes; it returns 0 at the end.
+int tlv_next(const char *buf, uint32_t size, uint32_t *off, struct tlv *t);
+
+// berth_finish serves the runtime until the container's program runs; it
+// never returns.
+__attribute__((noreturn)) void berth_finish(void);
+
+#endif

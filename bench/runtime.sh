@@ -18,7 +18,7 @@ go build -o _output/runbench ./bench/runbench
 
 work=$(mktemp -d /tmp/berth-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/bundle/rootfs/bin" "$work/berth" "$work/runc" "$work/crun"
+mkdir -p "$work/bundle/rootfs/bin" "$work/state"
 cp /bin/busybox "$work/bundle/rootfs/bin/"
 ln -s busybox "$work/bundle/rootfs/bin/true"
 bin/berth runtime spec --bundle "$work/bundle"
@@ -28,17 +28,19 @@ sed -i -e 's/"terminal": true/"terminal": false/' -e 's/"ociVersion": "[^"]*"/"o
 	-e 's|^\(\t*\)"sh"$|\1"/bin/true"|' "$work/bundle/config.json"
 
 cmds=(
-	"berth=$top/bin/berth runtime --root $work/berth run --bundle $work/bundle b{i}"
-	"runc=runc --root $work/runc run --bundle $work/bundle r{i}"
-	"crun=crun --root $work/crun run --bundle $work/bundle c{i}"
+	"berth=$top/bin/berth runtime --root $work/state/berth run --bundle $work/bundle b{i}"
+	"runc=runc --root $work/state/runc run --bundle $work/bundle r{i}"
+	"crun=crun --root $work/state/crun run --bundle $work/bundle c{i}"
 	"unshare-floor=unshare --fork --pid --mount --net --uts --ipc true"
 )
 # crun 1.8.1 refuses this machine's hybrid layout while its cgroup2 mount
 # holds a controller. All four run in one private mount namespace without
-# that mount; the host's own mounts stay as they are.
+# that mount; the host's own mounts stay as they are. The runtimes keep
+# their state on a tmpfs there, as under /run where they normally do.
 table=$(unshare -m bash -c '
 	if mountpoint -q /sys/fs/cgroup/unified; then umount /sys/fs/cgroup/unified; fi
-	exec "$@"' _ _output/runbench -n "$rounds" -markdown "${cmds[@]}")
+	mount -t tmpfs tmpfs "$1"; shift
+	exec "$@"' _ "$work/state" _output/runbench -n "$rounds" -markdown "${cmds[@]}")
 echo "$table"
 
 kernel=$(uname -r)
@@ -49,7 +51,8 @@ kernel=$(uname -r)
 	echo "\`bench/runtime.sh $rounds\`, $(date -u +%Y-%m-%d), Linux $kernel, $(nproc) cores, $(runc --version | head -1), crun $(crun --version | head -1 | awk '{print $3}')."
 	echo "$rounds rounds, each running every command once in rotating order; CPU is user+system of the"
 	echo "command and the processes it waited for; peak RSS is the largest ru_maxrss seen."
-	echo "All in a private mount namespace without the cgroup2 mount (crun 1.8.1 refuses the hybrid layout)."
+	echo "All in a private mount namespace without the cgroup2 mount (crun 1.8.1 refuses the hybrid layout),"
+	echo "state on a tmpfs."
 	echo
 	echo "$table"
 	echo "<!-- runtime:end -->"

@@ -263,7 +263,7 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	}
 	// The init is no child of ours to reap once we exit; a caller that
 	// stays (run) waits for it as a subreaper.
-	sp.cmd = nil
+	sp.child = 0
 	return c, nil
 }
 

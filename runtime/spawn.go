@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -60,7 +59,10 @@ type spawnOpts struct {
 type spawned struct {
 	pid  int
 	sync *os.File
-	cmd  *exec.Cmd
+	// child is the process this one started, while it is ours to reap:
+	// the container process itself, or the one that forked it into a new
+	// PID namespace. 0 once reaped or handed on.
+	child int
 	// Descriptor numbers of the fifos in the process, or -1.
 	fdExecFifo, fdStatusFifo int
 }
@@ -70,9 +72,11 @@ func (s *spawned) kill() {
 	if s.pid > 0 {
 		_ = unix.Kill(s.pid, unix.SIGKILL)
 	}
-	if s.cmd != nil && s.cmd.Process != nil {
-		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
+	if s.child > 0 {
+		_ = unix.Kill(s.child, unix.SIGKILL)
+		var ws unix.WaitStatus
+		_, _ = unix.Wait4(s.child, &ws, 0, nil)
+		s.child = 0
 	}
 	if s.sync != nil {
 		s.sync.Close()
@@ -97,44 +101,48 @@ func (r *Runtime) spawn(o *spawnOpts) (*spawned, error) {
 	child := os.NewFile(uintptr(fds[1]), "sync-child")
 	defer child.Close()
 
-	cmd := &exec.Cmd{Args: []string{"berth", "init"}}
-	// An untyped nil, not a nil *os.File, is what os/exec reads as none.
-	if o.stdin != nil {
-		cmd.Stdin = o.stdin
+	// The standard descriptors, then the preserved ones, then ours, at the
+	// numbers the process will know them by.
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		parent.Close()
+		return nil, err
 	}
-	if o.stdout != nil {
-		cmd.Stdout = o.stdout
+	defer devNull.Close()
+	std := func(f *os.File) uintptr {
+		if f == nil {
+			return devNull.Fd()
+		}
+		return f.Fd()
 	}
-	if o.stderr != nil {
-		cmd.Stderr = o.stderr
+	files := []uintptr{std(o.stdin), std(o.stdout), std(o.stderr)}
+	for _, f := range o.preserved {
+		files = append(files, f.Fd())
 	}
-	cmd.ExtraFiles = append(cmd.ExtraFiles, o.preserved...)
-	next := 3 + len(cmd.ExtraFiles)
 	add := func(f *os.File) int {
 		if f == nil {
 			return -1
 		}
-		cmd.ExtraFiles = append(cmd.ExtraFiles, f)
-		next++
-		return next - 1
+		files = append(files, f.Fd())
+		return len(files) - 1
 	}
 	s := &spawned{sync: parent}
 	syncFD := add(child)
 	s.fdExecFifo = add(o.execFifo)
 	s.fdStatusFifo = add(o.status)
-	cmd.Env = []string{
+	env := []string{
 		nsenter.EnvFD + "=" + strconv.Itoa(syncFD),
-		nsenter.EnvFDs + "=" + strconv.Itoa(next),
+		nsenter.EnvFDs + "=" + strconv.Itoa(len(files)),
 	}
 	// The child execs the binary by descriptor after the inherited files
 	// are moved into place: keep it above all of them.
-	exeFD, err := unix.FcntlInt(exe.Fd(), unix.F_DUPFD_CLOEXEC, next+16)
+	exeFD, err := unix.FcntlInt(exe.Fd(), unix.F_DUPFD_CLOEXEC, len(files)+16)
 	if err != nil {
 		parent.Close()
 		return nil, fmt.Errorf("dup runtime binary: %w", err)
 	}
 	defer unix.Close(exeFD)
-	cmd.Path = "/proc/self/fd/" + strconv.Itoa(exeFD)
+	path := "/proc/self/fd/" + strconv.Itoa(exeFD)
 
 	var cgroup2 string
 	if o.cgroup != nil {
@@ -142,15 +150,15 @@ func (r *Runtime) spawn(o *spawnOpts) (*spawned, error) {
 		o.bootstrap.CgroupTasks = j.Tasks
 		cgroup2 = j.Cgroup2
 	}
-	cmd, err = startInCgroup(cmd, cgroup2)
+	child1, err := startInCgroup(path, env, files, cgroup2)
 	if err != nil {
 		parent.Close()
 		return nil, err
 	}
-	s.cmd = cmd
+	s.child = child1
 	child.Close()
 	writeMaps := func() error {
-		return writeIDMaps(cmd.Process.Pid, o.uidMaps, o.gidMaps)
+		return writeIDMaps(child1, o.uidMaps, o.gidMaps)
 	}
 	pid, err := nsenter.Drive(parent, &o.bootstrap, writeMaps)
 	if err != nil {
@@ -161,14 +169,15 @@ func (r *Runtime) spawn(o *spawnOpts) (*spawned, error) {
 		return nil, fmt.Errorf("namespaces: %w", err)
 	}
 	s.pid = pid
-	if pid != cmd.Process.Pid {
+	if pid != child1 {
 		// The first process only forked the one inside the new PID
 		// namespace and exits; reap it.
-		if err := cmd.Wait(); err != nil {
+		var ws unix.WaitStatus
+		if _, err := unix.Wait4(child1, &ws, 0, nil); err != nil || ws.ExitStatus() != 0 {
 			s.kill()
-			return nil, fmt.Errorf("namespace setup: %w", err)
+			return nil, fmt.Errorf("namespace setup: process exited with %v %v", ws, err)
 		}
-		s.cmd = nil
+		s.child = 0
 	}
 	return s, nil
 }
@@ -208,41 +217,46 @@ func (s *spawned) waitExec() error {
 	return err
 }
 
-// startInCgroup starts cmd directly inside the cgroup2 directory dir, if one
-// is given: clone3 with CLONE_INTO_CGROUP, so the process never has to be
-// moved. Kernels without it (before 5.7) get a move right after the start,
-// which the process cannot outrun: it waits for its bootstrap first.
-func startInCgroup(cmd *exec.Cmd, dir string) (*exec.Cmd, error) {
+// startInCgroup starts the binary at path directly inside the cgroup2
+// directory dir, if one is given: clone3 with CLONE_INTO_CGROUP, so the
+// process never has to be moved. Kernels without it (before 5.7) get a move
+// right after the start, which the process cannot outrun: it waits for its
+// bootstrap first. syscall.ForkExec, not os/exec: a container start needs
+// none of what os/exec adds, including a test fork to check pidfd support.
+func startInCgroup(path string, env []string, files []uintptr, dir string) (int, error) {
+	attr := &syscall.ProcAttr{Env: env, Files: files, Sys: &syscall.SysProcAttr{}}
+	argv := []string{"berth", "init"}
 	if dir == "" {
-		if err := cmd.Start(); err != nil {
-			return nil, fmt.Errorf("start container process: %w", err)
+		pid, err := syscall.ForkExec(path, argv, attr)
+		if err != nil {
+			return 0, fmt.Errorf("start container process: %w", err)
 		}
-		return cmd, nil
+		return pid, nil
 	}
 	fd, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("open cgroup %s: %w", dir, err)
+		return 0, fmt.Errorf("open cgroup %s: %w", dir, err)
 	}
 	defer unix.Close(fd)
-	// Try on a copy: a Cmd whose Start failed cannot be started again.
-	try := &exec.Cmd{Path: cmd.Path, Args: cmd.Args, Env: cmd.Env, Stdin: cmd.Stdin, Stdout: cmd.Stdout, Stderr: cmd.Stderr,
-		ExtraFiles: cmd.ExtraFiles, SysProcAttr: &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}}
-	err = try.Start()
+	attr.Sys = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}
+	pid, err := syscall.ForkExec(path, argv, attr)
 	if err == nil {
-		return try, nil
+		return pid, nil
 	}
 	if !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.EOPNOTSUPP) {
-		return nil, fmt.Errorf("start container process in cgroup %s: %w", dir, err)
+		return 0, fmt.Errorf("start container process in cgroup %s: %w", dir, err)
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start container process: %w", err)
+	attr.Sys = &syscall.SysProcAttr{}
+	if pid, err = syscall.ForkExec(path, argv, attr); err != nil {
+		return 0, fmt.Errorf("start container process: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		return nil, fmt.Errorf("join cgroup %s: %w", dir, err)
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
+		_ = unix.Kill(pid, unix.SIGKILL)
+		var ws unix.WaitStatus
+		_, _ = unix.Wait4(pid, &ws, 0, nil)
+		return 0, fmt.Errorf("join cgroup %s: %w", dir, err)
 	}
-	return cmd, nil
+	return pid, nil
 }
 
 func writeIDMaps(pid int, uids, gids []specs.LinuxIDMapping) error {

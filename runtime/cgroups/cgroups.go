@@ -251,6 +251,10 @@ func readPids(dir string) ([]int, error) {
 // retrying EBUSY for a while: the kernel keeps a cgroup busy for a moment
 // after its last process has exited.
 func removeDir(dir string) error {
+	// Most cgroups have no children: try the directory itself first.
+	if err := unix.Rmdir(dir); err == nil || errors.Is(err, unix.ENOENT) {
+		return nil
+	}
 	var dirs []string
 	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err == nil && d.IsDir() {

@@ -80,7 +80,7 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	if err != nil {
 		return nil, err
 	}
-	spec, warnings, err := config.Load(bundle)
+	spec, raw, warnings, err := config.Load(bundle)
 	if err != nil {
 		return nil, err
 	}
@@ -101,13 +101,6 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	}
 	if !spec.Process.Terminal && o.ConsoleSocket != "" {
 		return nil, errors.New("--console-socket was given, but process.terminal is false")
-	}
-	for i := range spec.Mounts {
-		m := &spec.Mounts[i]
-		bind := m.Type == "bind" || parseMountOptions(m.Options).bind
-		if bind && m.Source != "" && !filepath.IsAbs(m.Source) {
-			m.Source = filepath.Join(bundle, m.Source)
-		}
 	}
 
 	if err := os.MkdirAll(r.Root, 0o700); err != nil {
@@ -169,13 +162,13 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 		return nil, err
 	}
 
-	c = &Container{rt: r, dir: dir, s: saved{
+	c = &Container{rt: r, dir: dir, spec: spec, s: saved{
 		ID:          id,
 		Bundle:      bundle,
 		Rootfs:      spec.Root.Path,
 		Created:     time.Now().UTC(),
 		Owner:       ownerName(),
-		Spec:        spec,
+		Annotations: spec.Annotations,
 		CgroupV:     cg.Version(),
 		CgroupPaths: cg.Paths(),
 	}}
@@ -252,6 +245,9 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	}
 	if err = sp.finalize(attrs, setup.slave); err != nil {
 		return nil, err
+	}
+	if err = c.saveConfig(raw); err != nil {
+		return nil, fmt.Errorf("save state: %w", err)
 	}
 	if err = c.save(); err != nil {
 		return nil, fmt.Errorf("save state: %w", err)

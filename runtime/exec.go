@@ -50,7 +50,10 @@ func (c *Container) Exec(p *specs.Process, o *ExecOpts) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec := c.s.Spec
+	spec, err := c.Spec()
+	if err != nil {
+		return nil, err
+	}
 	var b nsenter.Bootstrap
 	for _, ns := range spec.Linux.Namespaces {
 		b.Joins = append(b.Joins, nsenter.Join{

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -59,7 +60,11 @@ func (c *Container) Start() error {
 		msg := strings.TrimPrefix(strings.TrimLeft(string(out), "\x00"), "error: ")
 		return fmt.Errorf("container %s: %s", c.s.ID, msg)
 	}
-	if h := c.s.Spec.Hooks; h != nil && len(h.Poststart) > 0 {
+	spec, err := c.Spec()
+	if err != nil {
+		return err
+	}
+	if h := spec.Hooks; h != nil && len(h.Poststart) > 0 {
 		// The spec makes poststart failures warnings.
 		if err := runHooks("poststart", h.Poststart, c.hookState(StatusRunning)); err != nil {
 			c.rt.log().Warn(err.Error(), "id", c.s.ID)
@@ -173,6 +178,10 @@ func (c *Container) Delete(force bool) error {
 	if err != nil {
 		return err
 	}
+	spec, err := c.Spec()
+	if err != nil {
+		return err
+	}
 	if st != StatusStopped {
 		_ = unix.Kill(c.s.Pid, unix.SIGKILL)
 	}
@@ -189,12 +198,12 @@ func (c *Container) Delete(force bool) error {
 	if err := cg.Destroy(); err != nil {
 		return err
 	}
-	if !config.HasNamespace(c.s.Spec, specs.MountNamespace) {
+	if !config.HasNamespace(spec, specs.MountNamespace) {
 		if err := unmountUnder(c.s.Rootfs); err != nil {
 			return err
 		}
 	}
-	if h := c.s.Spec.Hooks; h != nil && len(h.Poststop) > 0 {
+	if h := spec.Hooks; h != nil && len(h.Poststop) > 0 {
 		if err := runHooks("poststop", h.Poststop, c.hookState(StatusStopped)); err != nil {
 			c.rt.log().Warn(err.Error(), "id", c.s.ID)
 		}
@@ -256,11 +265,19 @@ func (c *Container) Update(r *specs.LinuxResources) error {
 	if err != nil {
 		return err
 	}
+	spec, err := c.Spec()
+	if err != nil {
+		return err
+	}
 	if err := cg.Set(r); err != nil {
 		return err
 	}
-	mergeResources(c.s.Spec, r)
-	return c.save()
+	mergeResources(spec, r)
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return err
+	}
+	return c.saveConfig(b)
 }
 
 // mergeResources records the fields update set.

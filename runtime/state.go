@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/runtime/cgroups"
+	"github.com/berth-dev/berth/runtime/config"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -36,6 +37,7 @@ const (
 
 const (
 	stateFile  = "state.json"
+	configFile = "config.json" // the bundle's config as it was at create
 	execFifo   = "exec.fifo"
 	statusFifo = "status.fifo"
 )
@@ -46,7 +48,9 @@ var ErrNotExist = errors.New("container does not exist")
 // ErrExist is returned by create for an ID already in use.
 var ErrExist = errors.New("container already exists")
 
-// saved is what a container's directory records at create.
+// saved is what a container's directory records at create, beside a copy
+// of the config (read only by the commands that need it: encoding a whole
+// spec is a good part of a create's CPU time).
 type saved struct {
 	ID           string            `json:"id"`
 	Bundle       string            `json:"bundle"`
@@ -55,7 +59,7 @@ type saved struct {
 	PidStartTime uint64            `json:"pidStartTime"`
 	Created      time.Time         `json:"created"`
 	Owner        string            `json:"owner"`
-	Spec         *specs.Spec       `json:"spec"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
 	CgroupV      int               `json:"cgroupVersion"`
 	CgroupPaths  map[string]string `json:"cgroupPaths"`
 }
@@ -70,9 +74,10 @@ type State struct {
 
 // Container is a handle on one container's saved state.
 type Container struct {
-	rt  *Runtime
-	dir string
-	s   saved
+	rt   *Runtime
+	dir  string
+	s    saved
+	spec *specs.Spec // loaded on first use
 }
 
 var idPattern = regexp.MustCompile(`^[\w+.-]+$`)
@@ -134,8 +139,23 @@ func (r *Runtime) List() ([]*Container, error) {
 
 func (c *Container) ID() string { return c.s.ID }
 
-// Spec is the config the container was created with.
-func (c *Container) Spec() *specs.Spec { return c.s.Spec }
+// Spec is the config the container was created with (and updated since).
+func (c *Container) Spec() (*specs.Spec, error) {
+	if c.spec != nil {
+		return c.spec, nil
+	}
+	b, err := os.ReadFile(filepath.Join(c.dir, configFile))
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", c.s.ID, err)
+	}
+	spec, err := config.Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: saved config: %w", c.s.ID, err)
+	}
+	config.Normalize(spec, c.s.Bundle)
+	c.spec = spec
+	return spec, nil
+}
 
 // Pid is the host PID of the container's init process.
 func (c *Container) Pid() int { return c.s.Pid }
@@ -145,11 +165,20 @@ func (c *Container) save() error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(c.dir, stateFile+".tmp")
+	return writeAtomic(filepath.Join(c.dir, stateFile), b)
+}
+
+// saveConfig records the container's config.
+func (c *Container) saveConfig(raw []byte) error {
+	return writeAtomic(filepath.Join(c.dir, configFile), raw)
+}
+
+func writeAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return err
 	}
-	return os.Rename(tmp, filepath.Join(c.dir, stateFile))
+	return os.Rename(tmp, path)
 }
 
 func (c *Container) cgroup() (cgroups.Manager, error) {
@@ -215,7 +244,7 @@ func (c *Container) State() *State {
 			ID:          c.s.ID,
 			Status:      specs.ContainerState(c.Status()),
 			Bundle:      c.s.Bundle,
-			Annotations: c.s.Spec.Annotations,
+			Annotations: c.s.Annotations,
 		},
 		Rootfs:  c.s.Rootfs,
 		Created: c.s.Created,
@@ -235,7 +264,7 @@ func (c *Container) hookState(status string) []byte {
 		Status:      specs.ContainerState(status),
 		Pid:         c.s.Pid,
 		Bundle:      c.s.Bundle,
-		Annotations: c.s.Spec.Annotations,
+		Annotations: c.s.Annotations,
 	}
 	b, _ := json.Marshal(s)
 	return b

@@ -27,34 +27,52 @@ const Name = "config.json"
 const maxConfigSize = 16 << 20
 
 // Load reads and validates bundle/config.json. It returns the spec with
-// root.path made absolute, and the warnings the spec asks runtimes to log
-// rather than fail on.
-func Load(bundle string) (*specs.Spec, []string, error) {
+// its paths made absolute (Normalize), the file's bytes, and the warnings
+// the spec asks runtimes to log rather than fail on.
+func Load(bundle string) (*specs.Spec, []byte, []string, error) {
 	path := filepath.Join(bundle, Name)
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read bundle config: %w", err)
+		return nil, nil, nil, fmt.Errorf("read bundle config: %w", err)
 	}
 	defer f.Close()
 	var buf bytes.Buffer
 	if _, err := buf.ReadFrom(&limitedReader{f, maxConfigSize}); err != nil {
-		return nil, nil, fmt.Errorf("read %s: %w", path, err)
+		return nil, nil, nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	spec, err := Parse(buf.Bytes())
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", path, err)
+		return nil, nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
+	Normalize(spec, bundle)
+	warnings, err := Validate(spec)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := checkRootfs(spec.Root.Path); err != nil {
+		return nil, nil, nil, fmt.Errorf("%s: root.path: %w", path, err)
+	}
+	return spec, buf.Bytes(), warnings, nil
+}
+
+// Normalize resolves the paths the spec allows relative to the bundle:
+// root.path and the sources of bind mounts.
+func Normalize(spec *specs.Spec, bundle string) {
 	if spec.Root != nil && spec.Root.Path != "" && !filepath.IsAbs(spec.Root.Path) {
 		spec.Root.Path = filepath.Join(bundle, spec.Root.Path)
 	}
-	warnings, err := Validate(spec)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	for i := range spec.Mounts {
+		m := &spec.Mounts[i]
+		bind := m.Type == "bind"
+		for _, o := range m.Options {
+			if o == "bind" || o == "rbind" {
+				bind = true
+			}
+		}
+		if bind && m.Source != "" && !filepath.IsAbs(m.Source) {
+			m.Source = filepath.Join(bundle, m.Source)
+		}
 	}
-	if err := checkRootfs(spec.Root.Path); err != nil {
-		return nil, nil, fmt.Errorf("%s: root.path: %w", path, err)
-	}
-	return spec, warnings, nil
 }
 
 type limitedReader struct {

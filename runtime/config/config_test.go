@@ -107,11 +107,11 @@ func TestLoadMakesRootAbsoluteAndChecksIt(t *testing.T) {
 	s := Default()
 	data, _ := json.Marshal(s)
 	os.WriteFile(filepath.Join(dir, Name), data, 0o644)
-	if _, _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "root.path") {
+	if _, _, _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "root.path") {
 		t.Fatalf("missing rootfs: %v", err)
 	}
 	os.Mkdir(filepath.Join(dir, "rootfs"), 0o755)
-	got, _, err := Load(dir)
+	got, _, _, err := Load(dir)
 	if err != nil || got.Root.Path != filepath.Join(dir, "rootfs") {
 		t.Fatalf("%v %v", err, got.Root.Path)
 	}

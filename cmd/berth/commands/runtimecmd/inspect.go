@@ -58,7 +58,11 @@ or --process gives the whole process as JSON.`,
 					return err
 				}
 			} else {
-				base := *c.Spec().Process
+				spec, err := c.Spec()
+				if err != nil {
+					return err
+				}
+				base := *spec.Process
 				p = &base
 				p.Args = args[1:]
 				p.Terminal = tty

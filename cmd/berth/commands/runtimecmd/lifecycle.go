@@ -162,7 +162,7 @@ func (g *globals) run(id string, f *createFlags, detach, keep, _ bool) error {
 		return err
 	}
 	var tty *os.File
-	if !detach && c.Spec().Process.Terminal {
+	if spec, _ := c.Spec(); !detach && spec.Process.Terminal {
 		master, err := console.RecvFd(recv)
 		if err != nil {
 			_ = c.Delete(true)

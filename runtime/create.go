@@ -129,6 +129,10 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 			}
 		}
 		if cg != nil {
+			// The process may have forked into its PID namespace
+			// before we learnt the PID: whatever is in the cgroup
+			// goes.
+			_ = killCgroup(cg)
 			if derr := cg.Destroy(); derr != nil {
 				r.log().Warn("remove cgroup after failed create", "id", id, "err", derr)
 			}
@@ -142,9 +146,6 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	}
 	if err = cg.Create(); err != nil {
 		return nil, fmt.Errorf("linux.cgroupsPath: %w", err)
-	}
-	if err = cg.Set(spec.Linux.Resources); err != nil {
-		return nil, err
 	}
 
 	execF, err := mkfifo(filepath.Join(dir, execFifo))
@@ -188,6 +189,18 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 		return nil, err
 	}
 	defer sp.sync.Close()
+	// While the process starts and sets up its namespaces: the limits
+	// (in force before anything of the container runs, which is after
+	// finalize) and the config's copy.
+	if err = cg.Set(spec.Linux.Resources); err != nil {
+		return nil, err
+	}
+	if err = c.saveConfig(raw); err != nil {
+		return nil, fmt.Errorf("save state: %w", err)
+	}
+	if err = sp.namespaces(); err != nil {
+		return nil, err
+	}
 	c.s.Pid = sp.pid
 	if _, c.s.PidStartTime, err = procStat(sp.pid); err != nil {
 		return nil, fmt.Errorf("container process: %w", err)
@@ -245,9 +258,6 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	}
 	if err = sp.finalize(attrs, setup.slave); err != nil {
 		return nil, err
-	}
-	if err = c.saveConfig(raw); err != nil {
-		return nil, fmt.Errorf("save state: %w", err)
 	}
 	if err = c.save(); err != nil {
 		return nil, fmt.Errorf("save state: %w", err)

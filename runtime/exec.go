@@ -104,6 +104,9 @@ func (c *Container) Exec(p *specs.Process, o *ExecOpts) (*Process, error) {
 		return nil, err
 	}
 	defer sp.sync.Close()
+	if err := sp.namespaces(); err != nil {
+		return nil, err
+	}
 	attrs, err := finalizeAttrs(spec, p, &finalizeOpts{
 		id:         c.s.ID,
 		bundle:     c.s.Bundle,

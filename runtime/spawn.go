@@ -65,6 +65,10 @@ type spawned struct {
 	child int
 	// Descriptor numbers of the fifos in the process, or -1.
 	fdExecFifo, fdStatusFifo int
+	// first is the process started; maps for a new user namespace are
+	// written for it.
+	first            int
+	uidMaps, gidMaps []specs.LinuxIDMapping
 }
 
 // kill stops a spawn that failed half-way and reaps what can be reaped.
@@ -84,7 +88,7 @@ func (s *spawned) kill() {
 }
 
 // spawn starts the runtime's own binary so that its nsenter constructor puts
-// it into its cgroups and the namespaces of o.bootstrap. The binary is
+// it into its cgroups and the namespaces of o.bootstrap (see namespaces). The binary is
 // started from a read-only, detached mount of itself, so that nothing in
 // the container can write to it through /proc/PID/exe.
 func (r *Runtime) spawn(o *spawnOpts) (*spawned, error) {
@@ -157,29 +161,42 @@ func (r *Runtime) spawn(o *spawnOpts) (*spawned, error) {
 	}
 	s.child = child1
 	child.Close()
-	writeMaps := func() error {
-		return writeIDMaps(child1, o.uidMaps, o.gidMaps)
+	s.first = child1
+	s.uidMaps, s.gidMaps = o.uidMaps, o.gidMaps
+	if err := nsenter.Send(parent, &o.bootstrap); err != nil {
+		s.kill()
+		return nil, err
 	}
-	pid, err := nsenter.Drive(parent, &o.bootstrap, writeMaps)
+	return s, nil
+}
+
+// namespaces waits until the process is in its namespaces and knows its
+// final PID (a new PID namespace takes a fork); the caller may work in
+// between, as the process sets up.
+func (s *spawned) namespaces() error {
+	writeMaps := func() error {
+		return writeIDMaps(s.first, s.uidMaps, s.gidMaps)
+	}
+	pid, err := nsenter.Await(s.sync, writeMaps)
 	if err != nil {
 		s.kill()
 		if errors.Is(err, nsenter.ErrEarlyExit) {
-			return nil, fmt.Errorf("container process: %w", err)
+			return fmt.Errorf("container process: %w", err)
 		}
-		return nil, fmt.Errorf("namespaces: %w", err)
+		return fmt.Errorf("namespaces: %w", err)
 	}
 	s.pid = pid
-	if pid != child1 {
+	if pid != s.first {
 		// The first process only forked the one inside the new PID
 		// namespace and exits; reap it.
 		var ws unix.WaitStatus
-		if _, err := unix.Wait4(child1, &ws, 0, nil); err != nil || ws.ExitStatus() != 0 {
+		if _, err := unix.Wait4(s.first, &ws, 0, nil); err != nil || ws.ExitStatus() != 0 {
 			s.kill()
-			return nil, fmt.Errorf("namespace setup: process exited with %v %v", ws, err)
+			return fmt.Errorf("namespace setup: process exited with %v %v", ws, err)
 		}
 		s.child = 0
 	}
-	return s, nil
+	return nil
 }
 
 // finalize sends the process its last instructions (with its terminal, if

@@ -252,9 +252,24 @@ var ErrEarlyExit = errors.New("process exited during namespace setup")
 // process the caller started: that is the one inside the new user namespace),
 // and returns the PID of the process that will continue into Go.
 func Drive(rw io.ReadWriter, b *Bootstrap, writeMaps func() error) (int, error) {
-	if err := WriteMsg(rw, MsgBootstrap, b.Encode()); err != nil {
-		return 0, fmt.Errorf("send bootstrap: %w", err)
+	if err := Send(rw, b); err != nil {
+		return 0, err
 	}
+	return Await(rw, writeMaps)
+}
+
+// Send starts the constructor's work; Await sees it through. Between the
+// two the caller may do work of its own while the process sets up.
+func Send(w io.Writer, b *Bootstrap) error {
+	if err := WriteMsg(w, MsgBootstrap, b.Encode()); err != nil {
+		return fmt.Errorf("send bootstrap: %w", err)
+	}
+	return nil
+}
+
+// Await answers the constructor's requests until it reports the PID of the
+// process that goes on.
+func Await(rw io.ReadWriter, writeMaps func() error) (int, error) {
 	for {
 		typ, data, err := ReadMsg(rw)
 		if err != nil {

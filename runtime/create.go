@@ -80,32 +80,21 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	if err != nil {
 		return nil, err
 	}
-	spec, raw, warnings, err := config.Load(bundle)
+	raw, err := config.Read(bundle)
 	if err != nil {
 		return nil, err
 	}
-	for _, w := range warnings {
-		r.log().Warn(w, "id", id)
-	}
-	if cgroups.IsSystemdPath(spec.Linux.CgroupsPath) {
+	if p := config.CgroupsPath(raw); cgroups.IsSystemdPath(p) {
 		if r.SystemdCgroup {
-			return nil, fmt.Errorf("linux.cgroupsPath %q: %w", spec.Linux.CgroupsPath, cgroups.ErrSystemd)
+			return nil, fmt.Errorf("linux.cgroupsPath %q: %w", p, cgroups.ErrSystemd)
 		}
-		return nil, fmt.Errorf("linux.cgroupsPath %q has systemd's slice:prefix:name form, which needs --systemd-cgroup and a systemd cgroup driver; give a path such as /berth/%s", spec.Linux.CgroupsPath, id)
+		return nil, fmt.Errorf("linux.cgroupsPath %q has systemd's slice:prefix:name form, which needs --systemd-cgroup and a systemd cgroup driver; give a path such as /berth/%s", p, id)
 	}
-	if err := caps.CheckAvailable(spec.Process.Capabilities); err != nil {
-		return nil, err
-	}
-	if spec.Process.Terminal && o.ConsoleSocket == "" && o.Console == nil {
-		return nil, errors.New("process.terminal is true, so a console socket (--console-socket) is needed to hand the terminal to")
-	}
-	if !spec.Process.Terminal && o.ConsoleSocket != "" {
-		return nil, errors.New("--console-socket was given, but process.terminal is false")
-	}
-
 	if err := os.MkdirAll(r.Root, 0o700); err != nil {
 		return nil, fmt.Errorf("create root %s: %w", r.Root, err)
 	}
+	// The state directory is the claim on the ID: nothing, not even the
+	// cgroup, is made for a container before it is ours.
 	dir := filepath.Join(r.Root, id)
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		if os.IsExist(err) {
@@ -114,6 +103,7 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 		return nil, err
 	}
 	var cg cgroups.Manager
+	var spec *specs.Spec
 	var sp *spawned
 	defer func() {
 		if err == nil {
@@ -123,7 +113,7 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 			sp.kill()
 			_ = waitExit(sp.pid, 5*time.Second)
 		}
-		if !config.HasNamespace(spec, specs.MountNamespace) {
+		if spec != nil && !config.HasNamespace(spec, specs.MountNamespace) {
 			if uerr := unmountUnder(spec.Root.Path); uerr != nil {
 				r.log().Warn("unmount after failed create", "id", id, "err", uerr)
 			}
@@ -140,12 +130,46 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 		os.RemoveAll(dir)
 	}()
 
-	cg, err = cgroups.New(cgroups.Options{Path: spec.Linux.CgroupsPath, Name: id})
-	if err != nil {
-		return nil, fmt.Errorf("linux.cgroupsPath: %w", err)
+	// The cgroup's directories are made while the config is decoded.
+	type made struct {
+		cg  cgroups.Manager
+		err error
 	}
-	if err = cg.Create(); err != nil {
-		return nil, fmt.Errorf("linux.cgroupsPath: %w", err)
+	cgDone := make(chan made, 1)
+	go func() {
+		m, err := cgroups.New(cgroups.Options{Path: config.CgroupsPath(raw), Name: id})
+		if err != nil {
+			cgDone <- made{nil, fmt.Errorf("linux.cgroupsPath: %w", err)}
+			return
+		}
+		err = m.Create()
+		if err != nil {
+			err = fmt.Errorf("linux.cgroupsPath: %w", err)
+		}
+		cgDone <- made{m, err}
+	}()
+	spec, warnings, err := config.Decode(raw, bundle)
+	cgResult := <-cgDone
+	cg = cgResult.cg
+	if err != nil {
+		return nil, err
+	}
+	if err = cgResult.err; err != nil {
+		return nil, err
+	}
+	for _, w := range warnings {
+		r.log().Warn(w, "id", id)
+	}
+	if err = caps.CheckAvailable(spec.Process.Capabilities); err != nil {
+		return nil, err
+	}
+	if spec.Process.Terminal && o.ConsoleSocket == "" && o.Console == nil {
+		err = errors.New("process.terminal is true, so a console socket (--console-socket) is needed to hand the terminal to")
+		return nil, err
+	}
+	if !spec.Process.Terminal && o.ConsoleSocket != "" {
+		err = errors.New("--console-socket was given, but process.terminal is false")
+		return nil, err
 	}
 
 	execF, err := mkfifo(filepath.Join(dir, execFifo))

@@ -26,9 +26,10 @@ func init() {
 
 func main() {
 	if filepath.Base(os.Args[0]) == "berth-runc" || (len(os.Args) > 1 && os.Args[1] == "runtime") {
-		// The runtime's commands are short and sequential: one P spares
-		// the thread wake-ups that a second costs on every block.
-		goruntime.GOMAXPROCS(1)
+		// The runtime's commands do two things at once at most (decode a
+		// config while a cgroup is made, set up a root while the caller
+		// waits); more Ps than that only add idle threads to wake.
+		goruntime.GOMAXPROCS(min(goruntime.NumCPU(), 2))
 	}
 	var root *cobra.Command
 	if filepath.Base(os.Args[0]) == "berth-runc" {

@@ -30,29 +30,59 @@ const maxConfigSize = 16 << 20
 // its paths made absolute (Normalize), the file's bytes, and the warnings
 // the spec asks runtimes to log rather than fail on.
 func Load(bundle string) (*specs.Spec, []byte, []string, error) {
+	raw, err := Read(bundle)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	spec, warnings, err := Decode(raw, bundle)
+	return spec, raw, warnings, err
+}
+
+// Read returns the bytes of bundle/config.json.
+func Read(bundle string) ([]byte, error) {
 	path := filepath.Join(bundle, Name)
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("read bundle config: %w", err)
+		return nil, fmt.Errorf("read bundle config: %w", err)
 	}
 	defer f.Close()
 	var buf bytes.Buffer
 	if _, err := buf.ReadFrom(&limitedReader{f, maxConfigSize}); err != nil {
-		return nil, nil, nil, fmt.Errorf("read %s: %w", path, err)
+		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	spec, err := Parse(buf.Bytes())
+	return buf.Bytes(), nil
+}
+
+// Decode parses, normalizes and validates a bundle's config.
+func Decode(raw []byte, bundle string) (*specs.Spec, []string, error) {
+	path := filepath.Join(bundle, Name)
+	spec, err := Parse(raw)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%s: %w", path, err)
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	Normalize(spec, bundle)
 	warnings, err := Validate(spec)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%s: %w", path, err)
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if err := checkRootfs(spec.Root.Path); err != nil {
-		return nil, nil, nil, fmt.Errorf("%s: root.path: %w", path, err)
+		return nil, nil, fmt.Errorf("%s: root.path: %w", path, err)
 	}
-	return spec, buf.Bytes(), warnings, nil
+	return spec, warnings, nil
+}
+
+// CgroupsPath reads linux.cgroupsPath alone, much faster than the whole
+// config: enough to start making the cgroup while the rest is decoded.
+func CgroupsPath(raw []byte) string {
+	var c struct {
+		Linux *struct {
+			CgroupsPath string `json:"cgroupsPath"`
+		} `json:"linux"`
+	}
+	if json.Unmarshal(raw, &c) != nil || c.Linux == nil {
+		return ""
+	}
+	return c.Linux.CgroupsPath
 }
 
 // Normalize resolves the paths the spec allows relative to the bundle:

@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/link"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -104,120 +101,86 @@ func accessBits(s string) int32 {
 // request decides it, and a request no rule matches is allowed. An allow
 // rule matches only if it grants every access requested; a deny rule
 // matches if it refuses any of them.
-func DeviceFilter(rules []specs.LinuxDeviceCgroup) (asm.Instructions, error) {
+func DeviceFilter(rules []specs.LinuxDeviceCgroup) ([]Insn, error) {
+	var p bpfProgram
 	// R1 points at struct bpf_cgroup_dev_ctx { u32 access_type; u32 major; u32 minor; }.
-	insns := asm.Instructions{
-		asm.LoadMem(asm.R2, asm.R1, 0, asm.Word),
-		asm.Mov.Reg32(asm.R3, asm.R2),
-		asm.And.Imm32(asm.R3, 0xffff), // device type
-		asm.Mov.Reg32(asm.R4, asm.R2),
-		asm.RSh.Imm32(asm.R4, 16), // access requested
-		asm.LoadMem(asm.R5, asm.R1, 4, asm.Word),
-		asm.LoadMem(asm.R6, asm.R1, 8, asm.Word),
-	}
+	p.loadWord(r2, r1, 0)
+	p.movReg32(r3, r2)
+	p.andImm32(r3, 0xffff) // device type
+	p.movReg32(r4, r2)
+	p.rshImm32(r4, 16) // access requested
+	p.loadWord(r5, r1, 4)
+	p.loadWord(r6, r1, 8)
 	for i := len(rules) - 1; i >= 0; i-- {
 		r := rules[i]
 		if err := ValidateDeviceRule(r); err != nil {
 			return nil, fmt.Errorf("devices[%d]: %w", i, err)
 		}
-		next := fmt.Sprintf("rule%d", i)
-		var block asm.Instructions
+		next := p.newLabel()
 		switch r.Type {
 		case "b":
-			block = append(block, asm.JNE.Imm(asm.R3, devcgDevBlock, next))
+			p.jneImm(r3, devcgDevBlock, next)
 		case "c":
-			block = append(block, asm.JNE.Imm(asm.R3, devcgDevChar, next))
+			p.jneImm(r3, devcgDevChar, next)
 		}
 		if r.Major != nil && *r.Major >= 0 {
-			block = append(block, asm.JNE.Imm(asm.R5, int32(*r.Major), next))
+			p.jneImm(r5, int32(*r.Major), next)
 		}
 		if r.Minor != nil && *r.Minor >= 0 {
-			block = append(block, asm.JNE.Imm(asm.R6, int32(*r.Minor), next))
+			p.jneImm(r6, int32(*r.Minor), next)
 		}
 		acc := accessBits(r.Access)
-		block = append(block, asm.Mov.Reg32(asm.R7, asm.R4))
+		p.movReg32(r7, r4)
 		if r.Allow {
-			block = append(block,
-				asm.And.Imm32(asm.R7, ^acc&7),
-				asm.JNE.Imm(asm.R7, 0, next),
-				asm.Mov.Imm(asm.R0, 1),
-				asm.Return(),
-			)
+			p.andImm32(r7, ^acc&7)
+			p.jneImm(r7, 0, next)
+			p.ret(1)
 		} else {
-			block = append(block,
-				asm.And.Imm32(asm.R7, acc),
-				asm.JEq.Imm(asm.R7, 0, next),
-				asm.Mov.Imm(asm.R0, 0),
-				asm.Return(),
-			)
+			p.andImm32(r7, acc)
+			p.jeqImm(r7, 0, next)
+			p.ret(0)
 		}
-		insns = append(insns, block...)
-		// The jump target is whatever comes after this rule's block.
-		insns = append(insns, asm.Mov.Imm(asm.R0, 1).WithSymbol(next))
+		p.bind(next)
 	}
-	insns = append(insns, asm.Mov.Imm(asm.R0, 1), asm.Return())
-	return insns, nil
+	p.ret(1)
+	return p.assemble()
 }
 
 // attachDeviceFilter loads the program for rules and attaches it to the
-// cgroup directory, replacing a program attached there before. The legacy
-// attach keeps the program in place after this process exits.
+// cgroup directory, replacing a program attached there before. The attach
+// belongs to the cgroup, so the filter stays after this process exits.
 func attachDeviceFilter(dir string, rules []specs.LinuxDeviceCgroup) error {
 	insns, err := DeviceFilter(withDefaultDevices(rules))
 	if err != nil {
 		return err
 	}
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type:         ebpf.CGroupDevice,
-		License:      "Apache-2.0",
-		Instructions: insns,
-	})
+	prog, err := loadDeviceProgram(insns)
 	if err != nil {
 		return fmt.Errorf("load device filter: %w", err)
 	}
-	defer prog.Close()
-	fd, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	defer unix.Close(prog)
+	cg, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open cgroup %s: %w", dir, err)
 	}
-	defer unix.Close(fd)
-
-	old, _ := attachedDevicePrograms(fd)
-	if err := link.RawAttachProgram(link.RawAttachProgramOptions{
-		Target:  fd,
-		Program: prog,
-		Attach:  ebpf.AttachCGroupDevice,
-		Flags:   unix.BPF_F_ALLOW_MULTI,
-	}); err != nil {
+	defer unix.Close(cg)
+	old, _ := attachedDevicePrograms(cg)
+	defer func() {
+		for _, fd := range old {
+			unix.Close(fd)
+		}
+	}()
+	if err := bpfAttach(unix.BPF_PROG_ATTACH, cg, prog); err != nil {
 		return fmt.Errorf("attach device filter to %s: %w", dir, err)
 	}
 	var errs []error
-	for _, p := range old {
-		if err := link.RawDetachProgram(link.RawDetachProgramOptions{Target: fd, Program: p, Attach: ebpf.AttachCGroupDevice}); err != nil {
+	for _, fd := range old {
+		if err := bpfAttach(unix.BPF_PROG_DETACH, cg, fd); err != nil {
 			errs = append(errs, err)
 		}
-		p.Close()
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("detach old device filter: %w", errors.Join(errs...))
 	}
 	return nil
-}
-
-// attachedDevicePrograms returns the device programs attached directly to
-// the cgroup open as fd.
-func attachedDevicePrograms(fd int) ([]*ebpf.Program, error) {
-	ids, err := link.QueryPrograms(link.QueryOptions{Target: fd, Attach: ebpf.AttachCGroupDevice})
-	if err != nil {
-		return nil, err
-	}
-	var progs []*ebpf.Program
-	for _, p := range ids.Programs {
-		prog, err := ebpf.NewProgramFromID(p.ID)
-		if err != nil {
-			continue
-		}
-		progs = append(progs, prog)
-	}
-	return progs, nil
 }

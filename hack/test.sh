@@ -25,6 +25,10 @@ fi
 echo ">> go mod download"
 go mod download
 
+echo ">> generated files up to date"
+go generate ./runtime/seccomp
+git diff --exit-code -- runtime/seccomp/zsyscalls.go 2>/dev/null || { echo "runtime/seccomp/zsyscalls.go is stale: commit go generate's output" >&2; exit 1; }
+
 echo ">> gofmt, go vet"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then

@@ -7,17 +7,14 @@ import (
 	"path/filepath"
 	"strings"
 
-	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"golang.org/x/sys/unix"
 )
 
 // Paths from a config or an image are resolved inside the container's root
 // by the kernel itself: openat2 with RESOLVE_IN_ROOT treats the root as /
-// for every symlink and "..", so nothing resolves outside it. That is one
-// system call per lookup; pathrs-lite, which does the same with checks that
-// also hold on kernels before 5.6, is the fallback where openat2 is missing.
-
-var noOpenat2 bool
+// for every symlink and "..", so nothing resolves outside it, in one system
+// call. (openat2 is from Linux 5.6; the runtime needs 5.12 anyway, for
+// mount_setattr.)
 
 func openat2(dirfd int, path string, flags uint64, resolve uint64) (*os.File, error) {
 	how := unix.OpenHow{Flags: flags | unix.O_CLOEXEC, Resolve: resolve}
@@ -35,15 +32,7 @@ func openat2(dirfd int, path string, flags uint64, resolve uint64) (*os.File, er
 
 // openInRoot returns an O_PATH handle on p resolved inside root.
 func openInRoot(root *os.File, p string) (*os.File, error) {
-	if noOpenat2 {
-		return pathrs.OpenatInRoot(root, p)
-	}
-	f, err := openat2(int(root.Fd()), p, unix.O_PATH, unix.RESOLVE_IN_ROOT|unix.RESOLVE_NO_MAGICLINKS)
-	if err != nil && errors.Is(err, unix.ENOSYS) {
-		noOpenat2 = true
-		return pathrs.OpenatInRoot(root, p)
-	}
-	return f, err
+	return openat2(int(root.Fd()), p, unix.O_PATH, unix.RESOLVE_IN_ROOT|unix.RESOLVE_NO_MAGICLINKS)
 }
 
 // mkdirAllInRoot makes the directories of p that are missing inside root
@@ -51,15 +40,9 @@ func openInRoot(root *os.File, p string) (*os.File, error) {
 // directory, or a symlink whose target is missing, is an error: nothing is
 // created through it.
 func mkdirAllInRoot(root *os.File, p string) (*os.File, error) {
-	if noOpenat2 {
-		return pathrs.MkdirAllHandle(root, p, 0o755)
-	}
 	f, err := openInRoot(root, p)
 	if err == nil {
 		return f, nil
-	}
-	if noOpenat2 {
-		return pathrs.MkdirAllHandle(root, p, 0o755)
 	}
 	if !errors.Is(err, unix.ENOENT) {
 		return nil, err

@@ -18,7 +18,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/elastic/go-seccomp-bpf/arch"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
@@ -48,21 +47,49 @@ const (
 	offArgs = 16
 )
 
+//go:generate go run gen_syscalls.go
+
+// sysEntry is a syscall's name and number on one architecture.
+type sysEntry struct {
+	name string
+	nr   uint32
+}
+
 type archInfo struct {
-	info  *arch.Info
+	name  string
+	table []sysEntry // sorted by name
 	audit uint32
+	mask  uint32 // added to every number (x32's bit 30)
 	is32  bool
 }
+
+// lookup returns the number of a syscall on a.
+func (a *archInfo) lookup(name string) (uint32, bool) {
+	i := sort.Search(len(a.table), func(i int) bool { return a.table[i].name >= name })
+	if i < len(a.table) && a.table[i].name == name {
+		return a.table[i].nr | a.mask, true
+	}
+	return 0, false
+}
+
+var (
+	archX86_64  = &archInfo{name: "x86_64", table: syscalls_x86_64[:], audit: unix.AUDIT_ARCH_X86_64}
+	archX86     = &archInfo{name: "x86", table: syscalls_x86[:], audit: unix.AUDIT_ARCH_I386, is32: true}
+	archX32     = &archInfo{name: "x32", table: syscalls_x32[:], audit: unix.AUDIT_ARCH_X86_64, mask: x32Bit}
+	archAARCH64 = &archInfo{name: "aarch64", table: syscalls_aarch64[:], audit: unix.AUDIT_ARCH_AARCH64}
+	archARM     = &archInfo{name: "arm", table: syscalls_arm[:], audit: unix.AUDIT_ARCH_ARM, is32: true}
+	archPPC64LE = &archInfo{name: "ppc64le", table: syscalls_ppc64le[:], audit: unix.AUDIT_ARCH_PPC64LE}
+	archS390X   = &archInfo{name: "s390x", table: syscalls_s390x[:], audit: unix.AUDIT_ARCH_S390X}
+	archRISCV64 = &archInfo{name: "riscv64", table: syscalls_riscv64[:], audit: unix.AUDIT_ARCH_RISCV64}
+)
 
 // archByName maps the spec's SCMP_ARCH_* names to syscall tables. Names the
 // spec knows but this package has no table for are accepted and skipped: a
 // filter for them could only matter on such a host.
 var archByName = map[specs.Arch]*archInfo{
-	specs.ArchX86_64:  {info: arch.X86_64, audit: uint32(arch.X86_64.ID)},
-	specs.ArchX86:     {info: arch.I386, audit: uint32(arch.I386.ID), is32: true},
-	specs.ArchX32:     {info: arch.X32, audit: uint32(arch.X32.ID)},
-	specs.ArchAARCH64: {info: arch.AARCH64, audit: uint32(arch.AARCH64.ID)},
-	specs.ArchARM:     {info: arch.ARM, audit: uint32(arch.ARM.ID), is32: true},
+	specs.ArchX86_64: archX86_64, specs.ArchX86: archX86, specs.ArchX32: archX32,
+	specs.ArchAARCH64: archAARCH64, specs.ArchARM: archARM, specs.ArchPPC64LE: archPPC64LE,
+	specs.ArchS390X: archS390X, specs.ArchRISCV64: archRISCV64,
 }
 
 var knownArches = map[specs.Arch]bool{
@@ -209,12 +236,11 @@ func Compile(s *specs.LinuxSeccomp) ([]bpf.RawInstruction, error) {
 		}
 		for _, name := range sc.Names {
 			for ai, a := range arches {
-				nr, ok := a.info.SyscallNames[name]
+				n, ok := a.lookup(name)
 				if !ok {
 					// libseccomp ignores names an architecture lacks.
 					continue
 				}
-				n := uint32(nr) | uint32(a.info.SeccompMask)
 				sr := perArch[ai][n]
 				if sr == nil {
 					sr = &sysRules{nr: n}
@@ -243,12 +269,12 @@ func Compile(s *specs.LinuxSeccomp) ([]bpf.RawInstruction, error) {
 
 	hasX32 := seen[archByName[specs.ArchX32]]
 	for ai, a := range arches {
-		if a.info == arch.X32 {
+		if a == archX32 {
 			continue // emitted with x86_64
 		}
 		p.label("arch:" + fmt.Sprint(a.audit))
 		p.ld(offNr)
-		if a.info == arch.X86_64 {
+		if a == archX86_64 {
 			if hasX32 {
 				p.jge(x32Bit, "x32", "x86_64")
 			} else {
@@ -257,10 +283,10 @@ func Compile(s *specs.LinuxSeccomp) ([]bpf.RawInstruction, error) {
 			p.label("x86_64")
 		}
 		emitArch(p, perArch[ai], defRet, refuses, a, "arch"+fmt.Sprint(ai))
-		if a.info == arch.X86_64 && hasX32 {
+		if a == archX86_64 && hasX32 {
 			p.label("x32")
 			for xi, xa := range arches {
-				if xa.info == arch.X32 {
+				if xa == archX32 {
 					emitArch(p, perArch[xi], defRet, refuses, xa, "arch"+fmt.Sprint(xi))
 				}
 			}

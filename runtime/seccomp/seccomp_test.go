@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/elastic/go-seccomp-bpf/arch"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
@@ -46,8 +45,16 @@ func run(t *testing.T, raw []bpf.RawInstruction, c call) uint32 {
 	return uint32(out)
 }
 
+func nr(a *archInfo, name string) uint32 {
+	n, ok := a.lookup(name)
+	if !ok {
+		panic("no syscall " + name + " on " + a.name)
+	}
+	return n
+}
+
 func x64(name string, args ...uint64) call {
-	c := call{arch: uint32(arch.X86_64.ID), nr: uint32(arch.X86_64.SyscallNames[name])}
+	c := call{arch: archX86_64.audit, nr: nr(archX86_64, name)}
 	copy(c.args[:], args)
 	return c
 }
@@ -98,7 +105,7 @@ func TestSyscallsNewerThanTheProfileGetENOSYS(t *testing.T) {
 		DefaultAction: specs.ActErrno,
 		Syscalls:      []specs.LinuxSyscall{{Names: []string{"read", "write", "openat2"}, Action: specs.ActAllow}},
 	})
-	newer := call{arch: uint32(arch.X86_64.ID), nr: uint32(arch.X86_64.SyscallNames["openat2"]) + 1}
+	newer := call{arch: archX86_64.audit, nr: nr(archX86_64, "openat2") + 1}
 	if got := run(t, p, newer); got != retErrno|uint32(unix.ENOSYS) {
 		t.Errorf("syscall past the profile: got %#x, want ERRNO(ENOSYS)", got)
 	}
@@ -210,10 +217,10 @@ func TestConditionsRepeatingAnArgumentAreORed(t *testing.T) {
 
 func TestUnlistedArchitectureIsKilled(t *testing.T) {
 	p := compile(t, &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{{Names: []string{"mkdir"}, Action: specs.ActErrno}}})
-	if got := run(t, p, call{arch: uint32(arch.I386.ID), nr: 1}); got != retKillThread {
+	if got := run(t, p, call{arch: archX86.audit, nr: 1}); got != retKillThread {
 		t.Errorf("i386 call without SCMP_ARCH_X86: got %#x, want KILL", got)
 	}
-	if got := run(t, p, call{arch: uint32(arch.X86_64.ID), nr: x32Bit | 1}); got != retKillThread {
+	if got := run(t, p, call{arch: archX86_64.audit, nr: x32Bit | 1}); got != retKillThread {
 		t.Errorf("x32 call without SCMP_ARCH_X32: got %#x, want KILL", got)
 	}
 }
@@ -225,17 +232,17 @@ func TestEachArchitectureUsesItsOwnNumbers(t *testing.T) {
 		Syscalls:      []specs.LinuxSyscall{{Names: []string{"mkdir"}, Action: specs.ActErrno}},
 	})
 	for _, c := range []call{
-		{arch: uint32(arch.X86_64.ID), nr: uint32(arch.X86_64.SyscallNames["mkdir"])},
-		{arch: uint32(arch.I386.ID), nr: uint32(arch.I386.SyscallNames["mkdir"])},
-		{arch: uint32(arch.X86_64.ID), nr: x32Bit | uint32(arch.X32.SyscallNames["mkdir"])},
+		{arch: archX86_64.audit, nr: nr(archX86_64, "mkdir")},
+		{arch: archX86.audit, nr: nr(archX86, "mkdir")},
+		{arch: archX86_64.audit, nr: nr(archX32, "mkdir")},
 	} {
 		if got := run(t, p, c); got != retErrno|uint32(unix.EPERM) {
 			t.Errorf("mkdir on arch %#x nr %#x: got %#x, want ERRNO", c.arch, c.nr, got)
 		}
 	}
 	// i386's mkdir number (39) is x86_64's getpid: it must stay allowed there.
-	if got := run(t, p, call{arch: uint32(arch.X86_64.ID), nr: uint32(arch.I386.SyscallNames["mkdir"])}); got != retAllow {
-		t.Errorf("x86_64 syscall %d: got %#x, want ALLOW", arch.I386.SyscallNames["mkdir"], got)
+	if got := run(t, p, call{arch: archX86_64.audit, nr: nr(archX86, "mkdir")}); got != retAllow {
+		t.Errorf("x86_64 syscall %d: got %#x, want ALLOW", nr(archX86, "mkdir"), got)
 	}
 }
 
@@ -243,9 +250,9 @@ func TestEachArchitectureUsesItsOwnNumbers(t *testing.T) {
 // compile within the kernel's limits, with every listed call allowed.
 func TestLongWhitelistFitsAndKeepsJumpsInRange(t *testing.T) {
 	var names []string
-	for name := range arch.X86_64.SyscallNames {
-		if name != "mkdir" {
-			names = append(names, name)
+	for _, e := range archX86_64.table {
+		if e.name != "mkdir" {
+			names = append(names, e.name)
 		}
 	}
 	p := compile(t, &specs.LinuxSeccomp{
@@ -304,7 +311,7 @@ func TestUnknownSyscallNamesAreIgnored(t *testing.T) {
 func FuzzCompile(f *testing.F) {
 	f.Add("SCMP_ACT_ERRNO", "read", uint(0), uint64(1), "SCMP_CMP_EQ", uint32(0))
 	f.Add("SCMP_ACT_ALLOW", "personality", uint(2), uint64(1<<40), "SCMP_CMP_GT", uint32(3))
-	f.Fuzz(func(t *testing.T, act, name string, idx uint, val uint64, op string, nr uint32) {
+	f.Fuzz(func(t *testing.T, act, name string, idx uint, val uint64, op string, nrv uint32) {
 		s := &specs.LinuxSeccomp{
 			DefaultAction: specs.LinuxSeccompAction(act),
 			Syscalls: []specs.LinuxSyscall{{
@@ -317,6 +324,41 @@ func FuzzCompile(f *testing.F) {
 			return
 		}
 		// Whatever compiles must run to a return value for any call.
-		run(t, raw, call{arch: uint32(arch.X86_64.ID), nr: nr, args: [6]uint64{val, val + 1, val - 1}})
+		run(t, raw, call{arch: archX86_64.audit, nr: nrv, args: [6]uint64{val, val + 1, val - 1}})
 	})
+}
+
+// x32 shares x86_64's numbers but for the calls whose x86_64 version takes
+// 64-bit structures: those have entries of their own from 512.
+func TestX32UsesItsOwnEntriesForCompatCalls(t *testing.T) {
+	if got := nr(archX32, "rt_sigaction"); got != x32Bit|512 {
+		t.Errorf("x32 rt_sigaction = %#x, want %#x", got, x32Bit|512)
+	}
+	if got := nr(archX32, "read"); got != x32Bit|0 {
+		t.Errorf("x32 read = %#x", got)
+	}
+	p := compile(t, &specs.LinuxSeccomp{
+		DefaultAction: specs.ActAllow,
+		Architectures: []specs.Arch{specs.ArchX86_64, specs.ArchX32},
+		Syscalls:      []specs.LinuxSyscall{{Names: []string{"rt_sigaction"}, Action: specs.ActErrno}},
+	})
+	if got := run(t, p, call{arch: archX86_64.audit, nr: x32Bit | 512}); got != retErrno|uint32(unix.EPERM) {
+		t.Errorf("x32 rt_sigaction: got %#x", got)
+	}
+	if got := run(t, p, call{arch: archX86_64.audit, nr: x32Bit | 13}); got != retAllow {
+		t.Errorf("x32 syscall 13 is not rt_sigaction: got %#x", got)
+	}
+}
+
+func TestEveryTableIsSortedForLookup(t *testing.T) {
+	for _, a := range archByName {
+		for i := 1; i < len(a.table); i++ {
+			if a.table[i-1].name >= a.table[i].name {
+				t.Fatalf("%s: %q before %q", a.name, a.table[i-1].name, a.table[i].name)
+			}
+		}
+		if _, ok := a.lookup("exit_group"); !ok {
+			t.Errorf("%s has no exit_group", a.name)
+		}
+	}
 }

@@ -29,9 +29,12 @@ type CreateOpts struct {
 	NoNewKeyring bool
 	// PreserveFDs passes descriptors 3 .. 3+N-1 on to the container.
 	PreserveFDs int
-	Stdin       *os.File
-	Stdout      *os.File
-	Stderr      *os.File
+	// Start runs the program as soon as the container is set up, as run
+	// does: create and start in one, with no wait in between.
+	Start  bool
+	Stdin  *os.File
+	Stdout *os.File
+	Stderr *os.File
 }
 
 var nsFlags = map[specs.LinuxNamespaceType]uintptr{
@@ -172,16 +175,19 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 		return nil, err
 	}
 
-	execF, err := mkfifo(filepath.Join(dir, execFifo))
-	if err != nil {
-		return nil, err
+	// A container that waits for start gets the fifos start talks to it
+	// through.
+	var execF, statusF *os.File
+	if !o.Start {
+		if execF, err = mkfifo(filepath.Join(dir, execFifo)); err != nil {
+			return nil, err
+		}
+		defer execF.Close()
+		if statusF, err = mkfifo(filepath.Join(dir, statusFifo)); err != nil {
+			return nil, err
+		}
+		defer statusF.Close()
 	}
-	defer execF.Close()
-	statusF, err := mkfifo(filepath.Join(dir, statusFifo))
-	if err != nil {
-		return nil, err
-	}
-	defer statusF.Close()
 	preserved, err := preservedFiles(o.PreserveFDs)
 	if err != nil {
 		return nil, err
@@ -283,8 +289,16 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	if err = sp.finalize(attrs, setup.slave); err != nil {
 		return nil, err
 	}
+	if o.Start {
+		if err = sp.waitExec(); err != nil {
+			return nil, err
+		}
+	}
 	if err = c.save(); err != nil {
 		return nil, fmt.Errorf("save state: %w", err)
+	}
+	if o.Start {
+		c.poststart()
 	}
 	if o.PidFile != "" {
 		if err = writePidFile(o.PidFile, sp.pid); err != nil {

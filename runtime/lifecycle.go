@@ -60,17 +60,23 @@ func (c *Container) Start() error {
 		msg := strings.TrimPrefix(strings.TrimLeft(string(out), "\x00"), "error: ")
 		return fmt.Errorf("container %s: %s", c.s.ID, msg)
 	}
+	c.poststart()
+	return nil
+}
+
+// poststart runs the poststart hooks; the spec makes their failures
+// warnings.
+func (c *Container) poststart() {
 	spec, err := c.Spec()
 	if err != nil {
-		return err
+		c.rt.log().Warn("poststart hooks: "+err.Error(), "id", c.s.ID)
+		return
 	}
 	if h := spec.Hooks; h != nil && len(h.Poststart) > 0 {
-		// The spec makes poststart failures warnings.
 		if err := runHooks("poststart", h.Poststart, c.hookState(StatusRunning)); err != nil {
 			c.rt.log().Warn(err.Error(), "id", c.s.ID)
 		}
 	}
-	return nil
 }
 
 // readUntilHangup collects what the init writes to the status pipe until its

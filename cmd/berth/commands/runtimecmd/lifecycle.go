@@ -138,6 +138,7 @@ code (128+N if signal N killed it), and deletes it afterwards.`,
 
 func (g *globals) run(id string, f *createFlags, detach, keep, _ bool) error {
 	o := f.opts()
+	o.Start = true
 	var recv *os.File
 	if !detach && f.consoleSocket == "" {
 		// The caller will own the terminal, if the config asks for one.
@@ -169,12 +170,6 @@ func (g *globals) run(id string, f *createFlags, detach, keep, _ bool) error {
 			return err
 		}
 		tty = master
-	}
-	if err := c.Start(); err != nil {
-		if !keep || detach {
-			_ = c.Delete(true)
-		}
-		return err
 	}
 	if detach {
 		return nil

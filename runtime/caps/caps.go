@@ -1,5 +1,5 @@
-// Package caps names Linux capabilities and applies the OCI spec's five
-// capability sets to the calling thread.
+// Package caps names Linux capabilities and turns the OCI spec's capability
+// sets into the masks the kernel takes.
 package caps
 
 import (
@@ -82,20 +82,6 @@ func Unknown(c *specs.LinuxCapabilities) []string {
 	return out
 }
 
-type mask [2]uint32
-
-func toMask(set []string) mask {
-	var m mask
-	for _, n := range set {
-		if c := Number(n); c >= 0 && c <= Last() {
-			m[c/32] |= 1 << (uint(c) % 32)
-		}
-	}
-	return m
-}
-
-func (m mask) has(c int) bool { return m[c/32]&(1<<(uint(c)%32)) != 0 }
-
 // Bounding returns the calling thread's bounding set.
 func Bounding() []string {
 	var out []string
@@ -126,54 +112,6 @@ func CheckAvailable(c *specs.LinuxCapabilities) error {
 			if r, _ := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(num), 0, 0, 0); r != 1 {
 				return fmt.Errorf("process.capabilities.%s: %s is not in the runtime's own bounding set, so no process it starts can have it", s.name, n)
 			}
-		}
-	}
-	return nil
-}
-
-// DropBounding removes from the calling thread's bounding set every
-// capability not in keep. It needs CAP_SETPCAP, so it runs before Apply.
-func DropBounding(keep []string) error {
-	m := toMask(keep)
-	for c := 0; c <= Last(); c++ {
-		if m.has(c) {
-			continue
-		}
-		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && err != unix.EINVAL {
-			return fmt.Errorf("drop %s from the bounding set: %w", names[c], err)
-		}
-	}
-	return nil
-}
-
-// Apply sets the effective, permitted and inheritable sets of the calling
-// thread, then raises the ambient ones. Capabilities survive a change of
-// user only if the caller set PR_SET_KEEPCAPS before it.
-func Apply(c *specs.LinuxCapabilities) error {
-	var eff, perm, inh mask
-	var amb []string
-	if c != nil {
-		eff, perm, inh = toMask(c.Effective), toMask(c.Permitted), toMask(c.Inheritable)
-		amb = c.Ambient
-	}
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	data := [2]unix.CapUserData{
-		{Effective: eff[0], Permitted: perm[0], Inheritable: inh[0]},
-		{Effective: eff[1], Permitted: perm[1], Inheritable: inh[1]},
-	}
-	if err := unix.Capset(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("set capabilities: %w", err)
-	}
-	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
-		return fmt.Errorf("clear ambient capabilities: %w", err)
-	}
-	for _, n := range amb {
-		num := Number(n)
-		if num < 0 || num > Last() {
-			continue
-		}
-		if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(num), 0, 0); err != nil {
-			return fmt.Errorf("raise ambient %s (it must be permitted and inheritable too): %w", n, err)
 		}
 	}
 	return nil

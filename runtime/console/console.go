@@ -1,38 +1,16 @@
-// Package console creates pseudo-terminals for containers and passes their
-// master side over unix sockets, the way runc's --console-socket does: the
-// receiver gets one message whose SCM_RIGHTS carry the master and whose
-// payload is the terminal's name.
+// Package console passes terminals' master side over unix sockets, the way
+// runc's --console-socket does (the receiver gets one message whose
+// SCM_RIGHTS carry the master and whose payload is the terminal's name),
+// and sizes terminals.
 package console
 
 import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 
 	"golang.org/x/sys/unix"
 )
-
-// NewPty opens a new pseudo-terminal from ptmx (normally /dev/ptmx, a link
-// into the devpts instance the slave should live in). It returns the master
-// and the slave's path.
-func NewPty(ptmx string) (*os.File, string, error) {
-	fd, err := unix.Open(ptmx, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, "", fmt.Errorf("open %s: %w", ptmx, err)
-	}
-	master := os.NewFile(uintptr(fd), "ptmx")
-	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
-		master.Close()
-		return nil, "", fmt.Errorf("unlock pty: %w", err)
-	}
-	n, err := unix.IoctlGetUint32(fd, unix.TIOCGPTN)
-	if err != nil {
-		master.Close()
-		return nil, "", fmt.Errorf("get pty number: %w", err)
-	}
-	return master, "/dev/pts/" + strconv.Itoa(int(n)), nil
-}
 
 // SetSize sets a terminal's window size.
 func SetSize(f *os.File, rows, cols uint16) error {

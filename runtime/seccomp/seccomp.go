@@ -470,11 +470,11 @@ func emitCondition(p *program, c specs.LinuxSeccompArg, is32 bool, fail string) 
 	p.label(ok)
 }
 
-// SockFilters converts an assembled program for the seccomp(2) call.
-func SockFilters(raw []bpf.RawInstruction) []unix.SockFilter {
-	out := make([]unix.SockFilter, len(raw))
-	for i, r := range raw {
-		out[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
+// FlagBits returns the seccomp(2) flags the profile asks for.
+func FlagBits(s *specs.LinuxSeccomp) uint {
+	var flags uint
+	for _, f := range s.Flags {
+		flags |= knownFlags[f]
 	}
-	return out
+	return flags
 }

@@ -3,8 +3,11 @@ package runtime_test
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -198,5 +201,118 @@ func TestOperationsOnMissingContainersExitNonZero(t *testing.T) {
 	// delete --force of a missing container is not an error, as in runc.
 	if out, err := e.berth("delete", "--force", "nope"); err != nil {
 		t.Errorf("delete --force: %v %s", err, out)
+	}
+}
+
+// A cgroup that already holds processes is not the container's to take:
+// create refuses it, and neither the processes nor the cgroup suffer.
+func TestCreateRefusesACgroupInUse(t *testing.T) {
+	e := newEnv(t)
+	cgPath := "/berth-test/" + e.id()
+	dir := filepath.Join("/sys/fs/cgroup/pids", cgPath)
+	if _, err := os.Stat("/sys/fs/cgroup/pids"); err != nil {
+		t.Skip("needs the v1 pids hierarchy")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sleeper := exec.Command("sleep", "1000")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		sleeper.Process.Kill()
+		sleeper.Wait()
+		os.WriteFile("/sys/fs/cgroup/pids/cgroup.procs", []byte("0"), 0)
+		os.Remove(dir)
+	}()
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(sleeper.Process.Pid)), 0); err != nil {
+		t.Fatal(err)
+	}
+	b := e.bundle("true")
+	b.spec.Linux.CgroupsPath = cgPath
+	out, err := e.berth("create", "--bundle", b.write(t), e.id())
+	if err == nil || !strings.Contains(out, "already holds processes") {
+		t.Fatalf("err %v: %s", err, out)
+	}
+	if err := sleeper.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("the cgroup's process was killed: %v", err)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("the cgroup was removed: %v", err)
+	}
+}
+
+// A failed create removes the cgroup directories it made, and only those.
+func TestFailedCreateKeepsAnExistingCgroup(t *testing.T) {
+	e := newEnv(t)
+	cgPath := "/berth-test/" + e.id()
+	dir := filepath.Join("/sys/fs/cgroup/pids", cgPath)
+	if _, err := os.Stat("/sys/fs/cgroup/pids"); err != nil {
+		t.Skip("needs the v1 pids hierarchy")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(dir)
+	b := e.bundle("/no/such/program")
+	b.spec.Linux.CgroupsPath = cgPath
+	if out, err := e.berth("create", "--bundle", b.write(t), e.id()); err == nil {
+		t.Fatalf("create of a missing program succeeded: %s", out)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("the existing cgroup was removed: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join("/sys/fs/cgroup/memory", cgPath)); err == nil {
+		t.Fatalf("the cgroup made in the memory hierarchy was left behind")
+	}
+}
+
+// A create killed halfway leaves a container that state reports and
+// delete cleans up: no process, cgroup or state directory remains.
+func TestKilledCreateIsRemovedByDelete(t *testing.T) {
+	e := newEnv(t)
+	dir := t.TempDir()
+	// A createRuntime hook that stops the create where it stands, with
+	// the init started and in its cgroup.
+	started := filepath.Join(dir, "started")
+	b := e.bundle("true")
+	cgPath := "/berth-test/" + e.id()
+	b.spec.Linux.CgroupsPath = cgPath
+	b.spec.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "touch " + started + "; sleep 1000"}}}}
+	id := e.id()
+	cmd := exec.Command(berthBin, "runtime", "--root", e.root, "create", "--bundle", b.write(t), id)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the hook to start", func() bool { _, err := os.Stat(started); return err == nil })
+	if st := e.state(id); st.Status != specs.StateCreating {
+		t.Fatalf("state during create: %+v", st)
+	}
+	// Kill the create and its hook, as an OOM killer or a reboot of the
+	// caller would.
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	cmd.Wait()
+	if st := e.state(id); st.Status != specs.StateStopped {
+		t.Fatalf("state after the create died: %+v", st)
+	}
+	e.must("delete", id)
+	if left := e.leftovers(id, cgPath, b.dir); len(left) > 0 {
+		t.Fatalf("left behind: %v", left)
+	}
+}
+
+// A state directory with nothing in it (a create killed at its very
+// start) is no obstacle: delete removes it and the ID is free again.
+func TestDeleteRemovesAnEmptyStateDirectory(t *testing.T) {
+	e := newEnv(t)
+	id := e.id()
+	if err := os.MkdirAll(filepath.Join(e.root, id), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	e.must("delete", id)
+	if _, err := os.Stat(filepath.Join(e.root, id)); !os.IsNotExist(err) {
+		t.Fatalf("state directory still there: %v", err)
 	}
 }

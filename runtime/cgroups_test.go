@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -166,5 +167,27 @@ func TestEventsStatsReportsUsage(t *testing.T) {
 	}
 	if ev.Type != "stats" || ev.ID != id || ev.Data.Pids.Current != 1 || ev.Data.Pids.Limit != 20 || ev.Data.Memory.Usage.Usage == 0 {
 		t.Fatalf("event %+v", ev)
+	}
+}
+
+// delete --force of a paused container: a frozen process cannot die
+// until it thaws (v1's freezer), so delete thaws it.
+func TestDeleteForceOfAPausedContainer(t *testing.T) {
+	e := newEnv(t)
+	b := e.bundle("sh", "-c", "sleep 1000 & sleep 1000")
+	id := e.runningContainer(b)
+	e.must("pause", id)
+	done := make(chan string, 1)
+	go func() { out, _ := e.berth("delete", "--force", id); done <- out }()
+	select {
+	case out := <-done:
+		if out != "" {
+			t.Fatalf("delete: %s", out)
+		}
+	case <-time.After(8 * time.Second):
+		t.Fatal("delete --force of a paused container hangs")
+	}
+	if out, _ := e.berth("list", "-q"); strings.Contains(out, id) {
+		t.Fatalf("container still listed: %s", out)
 	}
 }

@@ -117,6 +117,19 @@ func TestDevicesCgroupDeniesUnlistedDevices(t *testing.T) {
 	}
 }
 
+// A config with no device rules at all gets no device beyond the defaults:
+// a new cgroup would otherwise allow every one.
+func TestNoDeviceRulesMeansOnlyTheDefaultDevices(t *testing.T) {
+	e := newEnv(t)
+	b := e.bundle("sh", "-c", "(exec 3</dev/mykmsg) && echo opened; cat /dev/null && echo null-ok")
+	b.spec.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/mykmsg", Type: "c", Major: 1, Minor: 11}}
+	b.spec.Linux.Resources = nil
+	out, _ := e.run(b)
+	if strings.Contains(out, "opened") || !strings.Contains(out, "not permitted") || !strings.Contains(out, "null-ok") {
+		t.Fatalf("output: %s", out)
+	}
+}
+
 func TestUmaskIsApplied(t *testing.T) {
 	e := newEnv(t)
 	b := e.bundle("sh", "-c", "umask")

@@ -74,7 +74,8 @@ func bootstrapFor(spec *specs.Spec) nsenter.Bootstrap {
 
 // Create sets up a container from a bundle and leaves its init waiting for
 // Start. On any failure it removes everything it made: state directory,
-// cgroup, and processes; the mounts lived in the dead init's namespace.
+// cgroup directories, processes, and the mounts of a container without a
+// mount namespace (the others go with the init's namespace).
 func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	if err := checkID(id); err != nil {
 		return nil, err
@@ -105,9 +106,17 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 		}
 		return nil, err
 	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		os.Remove(dir)
+		return nil, err
+	}
+	defer lock.Close()
 	var cg cgroups.Manager
+	cgOwned := false // made, or found empty: its processes are ours
 	var spec *specs.Spec
 	var sp *spawned
+	var setupReq *setupRequest
 	defer func() {
 		if err == nil {
 			return
@@ -116,17 +125,19 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 			sp.kill()
 			_ = waitExit(sp.pid, 5*time.Second)
 		}
-		if spec != nil && !config.HasNamespace(spec, specs.MountNamespace) {
-			if uerr := unmountUnder(spec.Root.Path); uerr != nil {
+		if setupReq != nil && setupReq.rootMountID != 0 {
+			if uerr := unmountRoot(spec.Root.Path, setupReq.rootMountID); uerr != nil {
 				r.log().Warn("unmount after failed create", "id", id, "err", uerr)
 			}
 		}
 		if cg != nil {
 			// The process may have forked into its PID namespace
 			// before we learnt the PID: whatever is in the cgroup
-			// goes.
-			_ = killCgroup(cg)
-			if derr := cg.Destroy(); derr != nil {
+			// goes (Create made sure nothing else was in it).
+			if cgOwned {
+				_ = killCgroup(cg)
+			}
+			if derr := cg.Undo(); derr != nil {
 				r.log().Warn("remove cgroup after failed create", "id", id, "err", derr)
 			}
 		}
@@ -159,6 +170,23 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	}
 	if err = cgResult.err; err != nil {
 		return nil, err
+	}
+	cgOwned = true
+	c = &Container{rt: r, dir: dir, spec: spec, s: saved{
+		ID:          id,
+		Bundle:      bundle,
+		Rootfs:      spec.Root.Path,
+		Created:     time.Now().UTC(),
+		Owner:       ownerName(),
+		Annotations: spec.Annotations,
+		CgroupV:     cg.Version(),
+		CgroupPaths: cg.Paths(),
+		Creating:    true,
+	}}
+	// From here on the container is visible (as creating) and, should
+	// this process die, removable: delete finds its cgroup in the state.
+	if err = c.save(); err != nil {
+		return nil, fmt.Errorf("save state: %w", err)
 	}
 	for _, w := range warnings {
 		r.log().Warn(w, "id", id)
@@ -193,16 +221,6 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 		return nil, err
 	}
 
-	c = &Container{rt: r, dir: dir, spec: spec, s: saved{
-		ID:          id,
-		Bundle:      bundle,
-		Rootfs:      spec.Root.Path,
-		Created:     time.Now().UTC(),
-		Owner:       ownerName(),
-		Annotations: spec.Annotations,
-		CgroupV:     cg.Version(),
-		CgroupPaths: cg.Paths(),
-	}}
 	sp, err = r.spawn(&spawnOpts{
 		bootstrap: bootstrapFor(spec),
 		cgroup:    cg,
@@ -222,7 +240,7 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	// While the process starts and sets up its namespaces: the limits
 	// (in force before anything of the container runs, which is after
 	// finalize) and the config's copy.
-	if err = cg.Set(spec.Linux.Resources); err != nil {
+	if err = cg.Set(createResources(spec.Linux.Resources)); err != nil {
 		return nil, err
 	}
 	if err = c.saveConfig(raw); err != nil {
@@ -235,7 +253,7 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	if _, c.s.PidStartTime, err = procStat(sp.pid); err != nil {
 		return nil, fmt.Errorf("container process: %w", err)
 	}
-	setup, err := setupRootfs(&setupRequest{
+	setupReq = &setupRequest{
 		id:      id,
 		bundle:  bundle,
 		spec:    spec,
@@ -256,11 +274,20 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 			}
 			return runHooks("createRuntime", h.CreateRuntime, state)
 		},
-	})
+	}
+	setup, err := setupRootfs(setupReq)
 	if err != nil {
 		return nil, err
 	}
 	defer setup.close()
+	if setupReq.rootMountID != 0 {
+		// The host now holds a mount of the container's: the state
+		// must say so before anything else can fail or kill us.
+		c.s.RootMountID = setupReq.rootMountID
+		if err = c.save(); err != nil {
+			return nil, fmt.Errorf("save state: %w", err)
+		}
+	}
 	if setup.master != nil {
 		if err = handOverTerminal(setup.master, o.ConsoleSocket, o.Console); err != nil {
 			return nil, err
@@ -270,7 +297,7 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	if spec.Hooks != nil {
 		startHooks = spec.Hooks.StartContainer
 	}
-	attrs, err := finalizeAttrs(spec, spec.Process, &finalizeOpts{
+	attrs, agent, err := finalizeAttrs(spec, spec.Process, &finalizeOpts{
 		id:         id,
 		bundle:     bundle,
 		pid:        sp.pid,
@@ -286,7 +313,7 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err = sp.finalize(attrs, setup.slave); err != nil {
+	if err = sp.finalize(attrs, setup.slave, agent); err != nil {
 		return nil, err
 	}
 	if o.Start {
@@ -294,6 +321,7 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 			return nil, err
 		}
 	}
+	c.s.Creating = false
 	if err = c.save(); err != nil {
 		return nil, fmt.Errorf("save state: %w", err)
 	}
@@ -309,6 +337,20 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	// stays (run) waits for it as a subreaper.
 	sp.child = 0
 	return c, nil
+}
+
+// createResources is what create applies: the config's resources, with
+// device rules even where it has none, so that a new cgroup does not keep
+// the access to every device it starts with.
+func createResources(r *specs.LinuxResources) *specs.LinuxResources {
+	var out specs.LinuxResources
+	if r != nil {
+		out = *r
+	}
+	if out.Devices == nil {
+		out.Devices = []specs.LinuxDeviceCgroup{}
+	}
+	return &out
 }
 
 // handOverTerminal sends a terminal's master to the console socket at path,
@@ -344,8 +386,15 @@ func preservedFiles(n int) ([]*os.File, error) {
 	var out []*os.File
 	for i := 0; i < n; i++ {
 		fd := 3 + i
-		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
+		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+		if err != nil {
 			return nil, fmt.Errorf("--preserve-fds %d: descriptor %d is not open", n, fd)
+		}
+		// What the caller passed survived its exec; a descriptor that
+		// closes on exec was opened by this process, and is not the
+		// container's to have.
+		if flags&unix.FD_CLOEXEC != 0 {
+			return nil, fmt.Errorf("--preserve-fds %d: descriptor %d was not passed by the caller", n, fd)
 		}
 		out = append(out, os.NewFile(uintptr(fd), "fd"+strconv.Itoa(fd)))
 	}

@@ -107,7 +107,14 @@ func (c *Container) Exec(p *specs.Process, o *ExecOpts) (*Process, error) {
 	if err := sp.namespaces(); err != nil {
 		return nil, err
 	}
-	attrs, err := finalizeAttrs(spec, p, &finalizeOpts{
+	// The namespaces and root were found through the init's PID. If the
+	// init is still the same process now, it was all along, and they are
+	// the container's; if not, its PID may have gone to another process.
+	if !c.initAlive() {
+		sp.kill()
+		return nil, fmt.Errorf("cannot exec in container %s: its init exited", c.s.ID)
+	}
+	attrs, agent, err := finalizeAttrs(spec, p, &finalizeOpts{
 		id:         c.s.ID,
 		bundle:     c.s.Bundle,
 		pid:        sp.pid,
@@ -123,7 +130,7 @@ func (c *Container) Exec(p *specs.Process, o *ExecOpts) (*Process, error) {
 		sp.kill()
 		return nil, err
 	}
-	if err := sp.finalize(attrs, slave); err != nil {
+	if err := sp.finalize(attrs, slave, agent); err != nil {
 		sp.kill()
 		return nil, err
 	}

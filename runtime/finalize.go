@@ -42,8 +42,8 @@ type finalizeOpts struct {
 // finalizeAttrs encodes the process's last steps for finalize.c. All the
 // work of interpreting the spec happens here, where it can fail with an
 // error naming the field; the C side only applies values.
-func finalizeAttrs(spec *specs.Spec, p *specs.Process, o *finalizeOpts) (*nsenter.Attrs, error) {
-	a := &nsenter.Attrs{}
+func finalizeAttrs(spec *specs.Spec, p *specs.Process, o *finalizeOpts) (a *nsenter.Attrs, agent *seccompAgent, err error) {
+	a = &nsenter.Attrs{}
 	for _, arg := range p.Args {
 		a.String(nsenter.FArg, arg)
 	}
@@ -113,7 +113,7 @@ func finalizeAttrs(spec *specs.Spec, p *specs.Process, o *finalizeOpts) (*nsente
 	if sc := spec.Linux.Seccomp; sc != nil {
 		raw, err := seccomp.Compile(sc)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		prog := make([]byte, 0, 8*len(raw))
 		for _, ins := range raw {
@@ -124,21 +124,25 @@ func finalizeAttrs(spec *specs.Spec, p *specs.Process, o *finalizeOpts) (*nsente
 		a.Add(nsenter.FSeccomp, prog)
 		a.U32(nsenter.FSeccompFlags, uint32(seccomp.FlagBits(sc)))
 		if seccomp.NeedsListener(sc) {
+			status := specs.StateCreating
+			if o.execFifo < 0 {
+				status = specs.StateRunning // an exec'd process
+			}
 			state, err := json.Marshal(specs.ContainerProcessState{
 				Version:  specs.Version,
 				Fds:      []string{specs.SeccompFdName},
 				Pid:      o.pid,
 				Metadata: sc.ListenerMetadata,
 				State: specs.State{
-					Version: specs.Version, ID: o.id, Status: specs.StateCreating,
+					Version: specs.Version, ID: o.id, Status: status,
 					Pid: o.pid, Bundle: o.bundle, Annotations: spec.Annotations,
 				},
 			})
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
-			a.String(nsenter.FSeccompListener, sc.ListenerPath)
-			a.Add(nsenter.FSeccompState, state)
+			a.Flag(nsenter.FSeccompListener)
+			agent = &seccompAgent{path: sc.ListenerPath, state: state}
 		}
 	}
 	if o.tty {
@@ -155,7 +159,31 @@ func finalizeAttrs(spec *specs.Spec, p *specs.Process, o *finalizeOpts) (*nsente
 		a.String(nsenter.FHookKind, "startContainer")
 		hookAttrs(a, o.startHooks, hookStateJSON(o.id, o.pid, o.bundle, spec, StatusCreated))
 	}
-	return a, nil
+	return a, agent, nil
+}
+
+// seccompAgent is where a seccomp filter's notify descriptor goes: to the
+// agent listening at path (on the host), with state as the message, as
+// the runtime spec describes.
+type seccompAgent struct {
+	path  string
+	state []byte
+}
+
+// send connects to the agent and hands it listener.
+func (s *seccompAgent) send(listener *os.File) error {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: s.path}); err != nil {
+		return fmt.Errorf("linux.seccomp.listenerPath: connect %s: %w", s.path, err)
+	}
+	if err := unix.Sendmsg(fd, s.state, unix.UnixRights(int(listener.Fd())), nil, 0); err != nil {
+		return fmt.Errorf("linux.seccomp.listenerPath: send to %s: %w", s.path, err)
+	}
+	return nil
 }
 
 // schedAttr lays out struct sched_attr (SCHED_ATTR_SIZE_VER1).

@@ -13,6 +13,7 @@ import (
 
 	"github.com/berth-dev/berth/runtime/config"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // These tests drive the berth binary through its runc command line, as root,
@@ -32,6 +33,10 @@ func testMain(m *testing.M) int {
 		fmt.Println("skipping runtime integration tests: they need root")
 		return 0
 	}
+	// Descriptors this process inherited (a CI agent's, a shell's) are
+	// not ours to pass on: the tests check what the runtime itself lets
+	// through to containers and hooks.
+	_ = unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
 	var err error
 	busybox, err = exec.LookPath("busybox")
 	if err != nil {

@@ -99,3 +99,30 @@ func TestFailingStartContainerHookFailsStart(t *testing.T) {
 		t.Fatalf("err %v: %s", err, out)
 	}
 }
+
+// A hook gets its state on stdin and nothing else of the runtime's: not
+// the socket to the container process, not the fifos.
+func TestHooksInheritNoRuntimeDescriptors(t *testing.T) {
+	e := newEnv(t)
+	dir := t.TempDir()
+	log := filepath.Join(dir, "fds")
+	b := e.bundle("true")
+	ls := func(name string) []specs.Hook {
+		return []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "echo " + name + ": $(ls /proc/self/fd) >> " + log}}}
+	}
+	b.spec.Hooks = &specs.Hooks{CreateRuntime: ls("createRuntime"), CreateContainer: ls("createContainer"), Poststart: ls("poststart")}
+	if out, code := e.run(b); code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	data, _ := os.ReadFile(log)
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("hooks ran: %q", data)
+	}
+	for _, l := range lines {
+		// ls itself holds one more: the directory it lists.
+		if name, fds, _ := strings.Cut(l, ": "); fds != "0 1 2 3" {
+			t.Errorf("%s hook had descriptors %s open", name, fds)
+		}
+	}
+}

@@ -79,23 +79,25 @@ func TestSharingTheHostsNetworkNamespace(t *testing.T) {
 	}
 }
 
-func TestUserNamespaceMapsRootToAnUnprivilegedHostID(t *testing.T) {
-	e := newEnv(t)
-	b := e.bundle("sh", "-c", "id -u; cat /proc/self/uid_map; touch /tmp/owned; sleep 0.2")
+// usernsBundle is a bundle whose root is host ID 100000 in a user namespace
+// of its own.
+func (e *env) usernsBundle(args ...string) *bundle {
+	e.t.Helper()
+	b := e.bundle(args...)
 	b.spec.Linux.Namespaces = append(b.spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
 	b.spec.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
 	b.spec.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
 	// The rootfs must be usable by the mapped root, and the way to it
 	// open to it (test directories are 0700).
 	if err := exec.Command("chown", "-R", "100000:100000", b.rootfs).Run(); err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
 	for d := b.dir; len(d) > len(os.TempDir()); d = filepath.Dir(d) {
 		os.Chmod(d, 0o755)
 	}
 	// sysfs needs a network namespace owned by the user namespace; the
 	// default config has one. cgroup mounts need care in a user namespace:
-	// drop that mount for this test.
+	// drop that mount.
 	var mounts []specs.Mount
 	for _, m := range b.spec.Mounts {
 		if m.Type != "cgroup" {
@@ -103,6 +105,12 @@ func TestUserNamespaceMapsRootToAnUnprivilegedHostID(t *testing.T) {
 		}
 	}
 	b.spec.Mounts = mounts
+	return b
+}
+
+func TestUserNamespaceMapsRootToAnUnprivilegedHostID(t *testing.T) {
+	e := newEnv(t)
+	b := e.usernsBundle("sh", "-c", "id -u; cat /proc/self/uid_map; touch /tmp/owned; sleep 0.2")
 	out, code := e.run(b)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, out)
@@ -117,6 +125,37 @@ func TestUserNamespaceMapsRootToAnUnprivilegedHostID(t *testing.T) {
 	}
 	if uid := st.Sys().(*syscall.Stat_t).Uid; uid != 100000 {
 		t.Fatalf("file made by the container's root is owned by host uid %d, want 100000", uid)
+	}
+}
+
+// A new user namespace and a network namespace given by path, which the
+// host's user namespace owns: the join comes before the process leaves
+// the host's user namespace, where it has the privilege to join.
+func TestNewUserNamespaceWithAJoinedNetworkNamespace(t *testing.T) {
+	e := newEnv(t)
+	name := "berth-test-" + strconv.Itoa(os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	defer exec.Command("ip", "netns", "delete", name).Run()
+	var st syscall.Stat_t
+	if err := syscall.Stat("/var/run/netns/"+name, &st); err != nil {
+		t.Fatal(err)
+	}
+	b := e.usernsBundle("sh", "-c", "readlink /proc/self/ns/net; id -u")
+	setNamespace(b.spec, specs.NetworkNamespace, "/var/run/netns/"+name)
+	// sysfs cannot be mounted from a user namespace that does not own
+	// the network namespace.
+	var mounts []specs.Mount
+	for _, m := range b.spec.Mounts {
+		if m.Type != "sysfs" {
+			mounts = append(mounts, m)
+		}
+	}
+	b.spec.Mounts = mounts
+	out, code := e.run(b)
+	if want := fmt.Sprintf("net:[%d]\n0", st.Ino); code != 0 || strings.TrimSpace(out) != want {
+		t.Fatalf("exit %d: %q, want %q", code, out, want)
 	}
 }
 

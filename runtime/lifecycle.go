@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/runtime/cgroups"
-	"github.com/berth-dev/berth/runtime/config"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -185,11 +184,21 @@ func (c *Container) Delete(force bool) error {
 		return err
 	}
 	spec, err := c.Spec()
-	if err != nil {
+	if err != nil && !c.s.Creating {
 		return err
 	}
-	if st != StatusStopped {
+	// A create that died may not have got as far as the config: its
+	// container has no hooks to run, and maybe mounts to undo.
+	if spec == nil {
+		spec = &specs.Spec{Linux: &specs.Linux{}}
+	}
+	if st != StatusStopped && c.s.Pid > 0 {
 		_ = unix.Kill(c.s.Pid, unix.SIGKILL)
+		if st == StatusPaused {
+			// v1's freezer holds even a killed process until
+			// it thaws.
+			_ = cg.Freeze(false)
+		}
 	}
 	if c.initAlive() {
 		if err := waitExit(c.s.Pid, 10*time.Second); err != nil {
@@ -204,8 +213,8 @@ func (c *Container) Delete(force bool) error {
 	if err := cg.Destroy(); err != nil {
 		return err
 	}
-	if !config.HasNamespace(spec, specs.MountNamespace) {
-		if err := unmountUnder(c.s.Rootfs); err != nil {
+	if c.s.RootMountID != 0 {
+		if err := unmountRoot(c.s.Rootfs, c.s.RootMountID); err != nil {
 			return err
 		}
 	}
@@ -218,6 +227,11 @@ func (c *Container) Delete(force bool) error {
 }
 
 func killCgroup(cg cgroups.Manager) error {
+	// cgroup.kill (v2, Linux 5.14) kills everything at once, frozen or
+	// not, with no race against fork.
+	if k, ok := cg.(interface{ Kill() (bool, error) }); ok {
+		_, _ = k.Kill()
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		pids, err := cg.Pids()

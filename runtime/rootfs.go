@@ -13,7 +13,6 @@ import (
 
 	"github.com/berth-dev/berth/runtime/config"
 	"github.com/berth-dev/berth/runtime/nsenter"
-	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -698,12 +697,6 @@ func (r *rootfs) pivot(noPivot bool) error {
 	return unix.Chdir("/")
 }
 
-// inRoot opens a path inside the (pivoted) root without following symlinks
-// out of it.
-func inRoot(root *os.File, p string) (*os.File, error) {
-	return openInRoot(root, p)
-}
-
 // maskPaths hides paths: directories under an empty read-only tmpfs, files
 // under /dev/null. Paths that do not exist are skipped. After the pivot
 // there is no /proc/self to name descriptors by, so the mounts are made and
@@ -719,7 +712,7 @@ func maskPaths(root *os.File, paths []string) error {
 		}
 	}()
 	for i, p := range paths {
-		f, err := inRoot(root, p)
+		f, err := openInRoot(root, p)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				continue
@@ -792,7 +785,7 @@ func attachClone(src int, target *os.File) error {
 // readonlyPaths makes paths read-only, including every mount below them.
 func readonlyPaths(root *os.File, paths []string) error {
 	for i, p := range paths {
-		f, err := inRoot(root, p)
+		f, err := openInRoot(root, p)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				continue
@@ -850,20 +843,36 @@ func setRootPropagation(p string) error {
 	return nil
 }
 
-// unmountUnder detaches every mount at or below dir in the caller's mount
-// namespace, deepest first: what a container without a mount namespace of
-// its own left on the host.
-func unmountUnder(dir string) error {
-	ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
+// mountID is the ID of the mount f is on.
+func mountID(f *os.File) (uint64, error) {
+	var st unix.Statx_t
+	if err := unix.Statx(int(f.Fd()), "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID, &st); err != nil {
+		return 0, err
+	}
+	if st.Mask&unix.STATX_MNT_ID == 0 {
+		return 0, errors.New("the kernel reports no mount IDs (statx STATX_MNT_ID, Linux 5.8)")
+	}
+	return st.Mnt_id, nil
+}
+
+// unmountRoot detaches the bind mount of a root made for a container
+// without a mount namespace, and everything mounted under it, if the mount
+// at dir is still that one (id): whatever dir was before the container,
+// a plain directory or an image's mount, stays.
+func unmountRoot(dir string, id uint64) error {
+	f, err := os.OpenFile(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
+		if os.IsNotExist(err) {
+			return nil
+		}
 		return err
 	}
-	sort.Slice(ms, func(i, j int) bool { return len(ms[i].Mountpoint) > len(ms[j].Mountpoint) })
-	var errs []error
-	for _, m := range ms {
-		if err := unix.Unmount(m.Mountpoint, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("unmount %s: %w", m.Mountpoint, err))
-		}
+	defer f.Close()
+	if cur, err := mountID(f); err != nil || cur != id {
+		return err
 	}
-	return errors.Join(errs...)
+	if err := unix.Unmount(dir, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil {
+		return fmt.Errorf("unmount %s: %w", dir, err)
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package runtime_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -171,11 +172,17 @@ func TestDevicesAreCreated(t *testing.T) {
 	}
 }
 
+// With --no-pivot the root is moved over / and entered by chroot, which
+// only changes the caller's root: the container's program must still run
+// in the container's, not the host's.
 func TestNoPivotMovesTheRoot(t *testing.T) {
 	e := newEnv(t)
-	b := e.bundle("ls", "/")
+	b := e.bundle("sh", "-c", "cat /marker; ls /proc/1/root/")
+	if err := os.WriteFile(filepath.Join(b.rootfs, "marker"), []byte("in-the-container\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	out, err := e.berth("run", "--no-pivot", "--bundle", b.write(t), e.id())
-	if err != nil || !strings.Contains(out, "bin") {
+	if err != nil || !strings.Contains(out, "in-the-container") || !strings.Contains(out, "marker") {
 		t.Fatalf("err %v: %s", err, out)
 	}
 }
@@ -216,9 +223,16 @@ func TestContainerWithoutAMountNamespace(t *testing.T) {
 	b := e.bundle("sleep", "1000")
 	withoutNamespace(b.spec, specs.MountNamespace)
 	b.spec.Root.Readonly = true
+	if err := os.WriteFile(filepath.Join(b.rootfs, "marker"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	id := e.runningContainer(b)
-	out := e.must("exec", id, "sh", "-c", "ls /bin/busybox; touch /x || echo read-only")
-	if !strings.Contains(out, "/bin/busybox") || !strings.Contains(out, "read-only") {
+	// The init itself runs in the container's root, as exec does.
+	if root, err := os.Readlink(fmt.Sprintf("/proc/%d/root", e.state(id).Pid)); err != nil || root != b.rootfs {
+		t.Fatalf("the init's root is %q (%v), not %s", root, err, b.rootfs)
+	}
+	out := e.must("exec", id, "sh", "-c", "ls /bin/busybox /marker; touch /x || echo read-only")
+	if !strings.Contains(out, "/bin/busybox") || !strings.Contains(out, "/marker") || !strings.Contains(out, "read-only") {
 		t.Fatalf("exec: %s", out)
 	}
 	mi, _ := os.ReadFile("/proc/self/mountinfo")
@@ -232,5 +246,27 @@ func TestContainerWithoutAMountNamespace(t *testing.T) {
 	e.must("delete", "--force", id)
 	if mi, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mi), b.rootfs) {
 		t.Fatalf("mounts left on the host after delete:\n%s", mi)
+	}
+}
+
+// A root that is a mount of its own on the host (an image's overlay, as
+// containerd mounts it) stays mounted after delete of a container without
+// a mount namespace: delete takes away only what the runtime mounted.
+func TestDeleteKeepsTheHostsMountOfTheRoot(t *testing.T) {
+	e := newEnv(t)
+	b := e.bundle("sleep", "1000")
+	withoutNamespace(b.spec, specs.MountNamespace)
+	if err := syscall.Mount(b.rootfs, b.rootfs, "", syscall.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Unmount(b.rootfs, syscall.MNT_DETACH)
+	id := e.runningContainer(b)
+	e.must("delete", "--force", id)
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	if n := strings.Count(string(mi), " "+b.rootfs+" "); n != 1 {
+		t.Fatalf("%d mounts at the root after delete, want the host's 1:\n%s", n, mi)
+	}
+	if strings.Contains(string(mi), b.rootfs+"/") {
+		t.Fatalf("mounts under the root left after delete:\n%s", mi)
 	}
 }

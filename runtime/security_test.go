@@ -2,6 +2,9 @@ package runtime_test
 
 import (
 	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,9 +12,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/berth-dev/berth/runtime/caps"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // The container sees its standard descriptors only: nothing the runtime or
@@ -53,6 +58,17 @@ func TestPreserveFDsPassesDescriptorsOn(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), "through fd 3") {
 		t.Fatalf("%v: %s", err, out)
+	}
+}
+
+// Asking for more descriptors than the caller passed must not hand the
+// container what the runtime itself has open at those numbers.
+func TestPreserveFDsRefusesTheRuntimesOwnDescriptors(t *testing.T) {
+	e := newEnv(t)
+	b := e.bundle("ls", "-l", "/proc/self/fd")
+	out, err := e.berth("run", "--preserve-fds", "5", "--bundle", b.write(t), e.id())
+	if err == nil || !strings.Contains(out, "--preserve-fds 5") {
+		t.Fatalf("err %v: %s", err, out)
 	}
 }
 
@@ -224,5 +240,117 @@ func TestOOMScoreAdjIsSet(t *testing.T) {
 	b.spec.Process.OOMScoreAdj = &adj
 	if out, _ := e.run(b); strings.TrimSpace(out) != "500" {
 		t.Fatalf("oom_score_adj %q", out)
+	}
+}
+
+// Between create and start the init waits in the container: its working
+// directory is already the container's, not the directory create was run
+// from (which a process in the container could reach through /proc/1/cwd).
+func TestWaitingInitHasNoHostWorkingDirectory(t *testing.T) {
+	e := newEnv(t)
+	b := e.bundle("true")
+	id := e.id()
+	path := b.write(t)
+	if out, err := e.berthIn(b.dir, "create", "--bundle", path, id); err != nil {
+		t.Fatalf("create: %v: %s", err, out)
+	}
+	cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", e.state(id).Pid))
+	if err != nil || cwd != "/" {
+		t.Fatalf("the waiting init's working directory is %q (%v)", cwd, err)
+	}
+}
+
+// A seccomp profile with SCMP_ACT_NOTIFY sends its listener to an agent at
+// listenerPath, a path on the host (the container cannot plant a socket
+// there), with the container process state the spec describes. The agent
+// here answers mkdir with a fake success.
+func TestSeccompNotifyGoesToTheAgentOnTheHost(t *testing.T) {
+	e := newEnv(t)
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	type received struct {
+		state specs.ContainerProcessState
+		err   error
+	}
+	got := make(chan received, 1)
+	go func() {
+		conn, err := l.AcceptUnix()
+		if err != nil {
+			got <- received{err: err}
+			return
+		}
+		defer conn.Close()
+		buf, oob := make([]byte, 64<<10), make([]byte, 64)
+		n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+		if err != nil {
+			got <- received{err: err}
+			return
+		}
+		var r received
+		r.err = json.Unmarshal(buf[:n], &r.state)
+		msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+		if len(msgs) != 1 {
+			got <- received{err: fmt.Errorf("%d control messages", len(msgs))}
+			return
+		}
+		fds, err := unix.ParseUnixRights(&msgs[0])
+		if err != nil || len(fds) != 1 {
+			got <- received{err: fmt.Errorf("no descriptor: %v", err)}
+			return
+		}
+		got <- r
+		answerNotifications(fds[0])
+	}()
+	b := e.bundle("sh", "-c", "mkdir /tmp/agent; echo rc=$?; test -d /tmp/agent && echo made || echo faked")
+	b.spec.Annotations = map[string]string{"test": "notify"}
+	b.spec.Linux.Seccomp = &specs.LinuxSeccomp{
+		DefaultAction:    specs.ActAllow,
+		ListenerPath:     sock,
+		ListenerMetadata: "agent-metadata",
+		Syscalls:         []specs.LinuxSyscall{{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActNotify}},
+	}
+	out, code := e.run(b)
+	var r received
+	select {
+	case r = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the agent heard nothing; container: exit %d: %s", code, out)
+	}
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	st := r.state
+	if st.Metadata != "agent-metadata" || len(st.Fds) != 1 || st.Fds[0] != specs.SeccompFdName ||
+		st.Pid <= 0 || st.State.Pid != st.Pid || st.State.Annotations["test"] != "notify" || st.State.Bundle != b.dir {
+		t.Fatalf("state sent to the agent: %+v", st)
+	}
+	if code != 0 || !strings.Contains(out, "rc=0") || !strings.Contains(out, "faked") {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+}
+
+// answerNotifications makes every notified syscall return 0 without
+// running it, until the filter's last user is gone.
+func answerNotifications(fd int) {
+	defer unix.Close(fd)
+	for {
+		// struct seccomp_notif: id, pid, flags, then seccomp_data (64 bytes).
+		var req [80]byte
+		if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SECCOMP_IOCTL_NOTIF_RECV, uintptr(unsafe.Pointer(&req[0]))); errno != 0 {
+			if errno == unix.EINTR {
+				continue
+			}
+			return
+		}
+		// struct seccomp_notif_resp: id, val, error, flags.
+		var resp [24]byte
+		copy(resp[:8], req[:8])
+		if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SECCOMP_IOCTL_NOTIF_SEND, uintptr(unsafe.Pointer(&resp[0]))); errno != 0 && errno != unix.ENOENT {
+			return
+		}
 	}
 }

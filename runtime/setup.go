@@ -35,6 +35,10 @@ type setupRequest struct {
 	noPivot bool
 	cgroupV int
 	cgPaths map[string]string
+	// rootMountID is set by the setup, for a container without a mount
+	// namespace, to the ID of the bind mount of its root it made on the
+	// host: the caller unmounts it if the create fails.
+	rootMountID uint64
 	// runtimeHooks runs prestart and createRuntime in the runtime's own
 	// namespaces; the rootfs thread calls it through the caller's
 	// goroutine, since anything it forked itself would be in the
@@ -129,6 +133,14 @@ func setupOnThread(req *setupRequest, hooks chan chan error) (*setupResult, erro
 	if err := r.prepare(); err != nil {
 		return nil, err
 	}
+	if r.hostNS {
+		id, err := mountID(r.root)
+		if err != nil {
+			unix.Unmount(r.path, unix.MNT_DETACH)
+			return nil, fmt.Errorf("root.path: %w", err)
+		}
+		req.rootMountID = id
+	}
 	if err := r.mountAll(spec.Mounts); err != nil {
 		return nil, err
 	}
@@ -147,7 +159,7 @@ func setupOnThread(req *setupRequest, hooks chan chan error) (*setupResult, erro
 	if spec.Hooks != nil && len(spec.Hooks.CreateContainer) > 0 {
 		var a nsenter.Attrs
 		a.String(nsenter.FHookKind, "createContainer")
-		hookAttrs(&a, spec.Hooks.CreateContainer, hookStateJSON(req.id, req.pid, req.bundle, spec, StatusCreated))
+		hookAttrs(&a, spec.Hooks.CreateContainer, hookStateJSON(req.id, req.pid, req.bundle, spec, StatusCreating))
 		if err := nsenter.SendMsgFD(req.sync, nsenter.MsgHooks, a.Bytes(), -1); err != nil {
 			return nil, err
 		}
@@ -165,6 +177,16 @@ func setupOnThread(req *setupRequest, hooks chan chan error) (*setupResult, erro
 		return nil, err
 	}
 	defer newRoot.Close()
+	if req.noPivot || r.hostNS {
+		// chroot changed this thread's root only; pivot_root would
+		// have changed the process's too.
+		if err := nsenter.SendMsgFD(req.sync, nsenter.MsgRoot, nil, int(newRoot.Fd())); err != nil {
+			return nil, err
+		}
+		if err := nsenter.Expect(req.sync, nsenter.MsgOK); err != nil {
+			return nil, err
+		}
+	}
 	if spec.Process.Terminal {
 		res.master, res.slave, err = openPty(newRoot, spec.Process.ConsoleSize)
 		if err != nil {
@@ -315,11 +337,11 @@ func bindDevConsole(root *os.File, slave *os.File) error {
 		return fmt.Errorf("bind /dev/console: %w", err)
 	}
 	defer dev.Close()
-	fd, err := unix.Openat(int(dev.Fd()), "console", unix.O_CREAT|unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-	if err != nil {
+	// A file to mount onto, made without opening anything: whatever
+	// is there already (a fifo, a device) is not opened either.
+	if err := unix.Mknodat(int(dev.Fd()), "console", unix.S_IFREG|0o600, 0); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("create /dev/console: %w", err)
 	}
-	unix.Close(fd)
 	target, err := openInRoot(root, "dev/console")
 	if err != nil {
 		return err

@@ -48,7 +48,8 @@ type spawnOpts struct {
 	stdout *os.File
 	stderr *os.File
 	// Inherited at 3, 4, ... in order: the preserved descriptors first,
-	// then the fifos (their numbers are in fdExecFifo and fdStatusFifo).
+	// then the runtime's socket to the process, then the fifos (their
+	// numbers are in fdExecFifo and fdStatusFifo).
 	preserved []*os.File
 	execFifo  *os.File
 	status    *os.File
@@ -202,7 +203,7 @@ func (s *spawned) namespaces() error {
 // finalize sends the process its last instructions (with its terminal, if
 // it has one) and waits until it has applied what it does before waiting
 // for start (create) or exec'ing (exec).
-func (s *spawned) finalize(a *nsenter.Attrs, tty *os.File) error {
+func (s *spawned) finalize(a *nsenter.Attrs, tty *os.File, agent *seccompAgent) error {
 	fd := -1
 	if tty != nil {
 		fd = int(tty.Fd())
@@ -210,13 +211,36 @@ func (s *spawned) finalize(a *nsenter.Attrs, tty *os.File) error {
 	if err := nsenter.SendMsgFD(s.sync, nsenter.MsgFinalize, a.Bytes(), fd); err != nil {
 		return fmt.Errorf("send to container process: %w", err)
 	}
-	if err := nsenter.Expect(s.sync, nsenter.MsgReady); err != nil {
-		if errors.Is(err, nsenter.ErrEarlyExit) {
-			return errors.New("container process exited during setup")
+	for {
+		typ, data, f, err := nsenter.RecvMsgFD(s.sync)
+		if err != nil {
+			if errors.Is(err, nsenter.ErrEarlyExit) {
+				return errors.New("container process exited during setup")
+			}
+			return err
 		}
-		return err
+		switch {
+		case typ == nsenter.MsgReady:
+			return nil
+		case typ == nsenter.MsgError:
+			return errors.New(string(data))
+		case typ == nsenter.MsgListener && agent != nil && f != nil:
+			err := agent.send(f)
+			f.Close()
+			if err != nil {
+				_ = nsenter.WriteMsg(s.sync, nsenter.MsgError, nil)
+				return err
+			}
+			if err := nsenter.WriteMsg(s.sync, nsenter.MsgOK, nil); err != nil {
+				return err
+			}
+		default:
+			if f != nil {
+				f.Close()
+			}
+			return fmt.Errorf("unexpected message type %d from the container process", typ)
+		}
 	}
-	return nil
 }
 
 // waitExec waits until the process has exec'd its program (its end of the

@@ -62,6 +62,14 @@ type saved struct {
 	Annotations  map[string]string `json:"annotations,omitempty"`
 	CgroupV      int               `json:"cgroupVersion"`
 	CgroupPaths  map[string]string `json:"cgroupPaths"`
+	// RootMountID is the bind mount of the root made on the host for a
+	// container without a mount namespace, which delete unmounts.
+	RootMountID uint64 `json:"rootMountID,omitempty"`
+	// Creating is set until create has finished. While it runs, create
+	// holds a lock on the directory; a create that died (killed, or the
+	// machine went down) leaves the flag without the lock, and the
+	// container counts as stopped, for delete to clean up.
+	Creating bool `json:"creating,omitempty"`
 }
 
 // State is the OCI state of a container, with runc's extra fields.
@@ -222,6 +230,12 @@ func (c *Container) initAlive() bool {
 // Status derives the container's status from the system, not from a
 // recorded value, so it is right even after a crash.
 func (c *Container) Status() string {
+	if c.s.Creating {
+		if locked(c.dir) {
+			return StatusCreating
+		}
+		return StatusStopped
+	}
 	if !c.initAlive() {
 		return StatusStopped
 	}
@@ -268,6 +282,49 @@ func (c *Container) hookState(status string) []byte {
 	}
 	b, _ := json.Marshal(s)
 	return b
+}
+
+// lockDir takes the lock create holds on a container's directory while it
+// works; it lasts as long as the returned file is open, and no longer than
+// the process.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+// locked reports whether a create holds dir's lock.
+func locked(dir string) bool {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	err = unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB)
+	return errors.Is(err, unix.EWOULDBLOCK)
+}
+
+// RemoveLeftover removes the directory a create left before it could
+// record anything (it was killed in its first moments), and reports
+// whether there was one. A directory a create is still working in stays.
+func (r *Runtime) RemoveLeftover(id string) (bool, error) {
+	if err := checkID(id); err != nil {
+		return false, err
+	}
+	dir := filepath.Join(r.Root, id)
+	if _, err := os.Stat(filepath.Join(dir, stateFile)); !os.IsNotExist(err) {
+		return false, nil
+	}
+	if _, err := os.Stat(dir); err != nil || locked(dir) {
+		return false, nil
+	}
+	return true, os.RemoveAll(dir)
 }
 
 // waitExit waits until the process has exited (or become a zombie).

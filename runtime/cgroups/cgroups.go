@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -24,9 +25,14 @@ import (
 
 // Manager is one container's cgroup, whichever version backs it.
 type Manager interface {
-	// Create makes the cgroup directories. It remembers which ones it made,
-	// so that Destroy after a failed create removes only those.
+	// Create makes the cgroup directories. It refuses a cgroup that
+	// already exists with processes in it: they would share the
+	// container's limits, and its end. It remembers which directories
+	// it made, for Undo.
 	Create() error
+	// Undo removes the directories Create made and no others: a cgroup
+	// that existed before a failed create is left as it was.
+	Undo() error
 	// Apply moves a process into the cgroup.
 	Apply(pid int) error
 	// Join says how a process about to start gets into the cgroup without
@@ -76,6 +82,39 @@ type JoinSpec struct {
 	// Cgroup2 is the v2 directory to clone the process into
 	// (CLONE_INTO_CGROUP), or "".
 	Cgroup2 string
+}
+
+var pagesizePattern = regexp.MustCompile(`^[1-9][0-9]*[KMGT]?B$`)
+
+// ValidateResources checks the parts of linux.resources that become file
+// names or rule strings, so that no value can name a file outside the
+// cgroup or smuggle a second rule in.
+func ValidateResources(r *specs.LinuxResources) error {
+	if r == nil {
+		return nil
+	}
+	for i, d := range r.Devices {
+		if err := ValidateDeviceRule(d); err != nil {
+			return fieldErr(fmt.Sprintf("devices[%d]", i), err)
+		}
+	}
+	for i, h := range r.HugepageLimits {
+		if !pagesizePattern.MatchString(h.Pagesize) {
+			return fieldErr(fmt.Sprintf("hugepageLimits[%d].pageSize", i), fmt.Errorf("%q is not a page size such as 2MB or 1GB", h.Pagesize))
+		}
+	}
+	for k := range r.Unified {
+		if k == "" || k == "." || k == ".." || strings.ContainsAny(k, "/\x00") ||
+			k == "cgroup.procs" || k == "cgroup.threads" || k == "cgroup.subtree_control" {
+			return fieldErr("unified["+k+"]", errors.New("not a resource knob of this cgroup"))
+		}
+	}
+	for name := range r.Rdma {
+		if name == "" || strings.ContainsAny(name, " \n\x00") {
+			return fieldErr(fmt.Sprintf("rdma[%q]", name), errors.New("not a device name"))
+		}
+	}
+	return nil
 }
 
 // ErrSystemd is returned for a systemd-style cgroupsPath ("slice:prefix:name").
@@ -268,6 +307,41 @@ func removeDir(dir string) error {
 		}
 	}
 	return nil
+}
+
+// checkUnused refuses a cgroup leaf that existed before Create (it is not
+// among made) and holds processes.
+func checkUnused(leaf string, made []string) error {
+	if len(made) > 0 && made[len(made)-1] == leaf {
+		return nil
+	}
+	pids, err := readPids(leaf)
+	if err != nil {
+		return err
+	}
+	if len(pids) > 0 {
+		return fmt.Errorf("cgroup %s already holds processes %v: give the container a cgroup of its own", leaf, pids)
+	}
+	return nil
+}
+
+// undoMade removes directories in the reverse order of their making; the
+// leaves, which the container's processes may have been in a moment ago,
+// get the kernel time to let go of them.
+func undoMade(made []string, leaves map[string]bool) error {
+	var errs []error
+	for i := len(made) - 1; i >= 0; i-- {
+		if leaves[made[i]] {
+			if err := removeDir(made[i]); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		if err := unix.Rmdir(made[i]); err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", made[i], err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func rmdirRetry(dir string) error {

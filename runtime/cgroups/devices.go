@@ -29,8 +29,13 @@ var defaultDeviceRules = []specs.LinuxDeviceCgroup{
 	{Allow: true, Type: "c", Major: i64(136), Minor: nil, Access: "rwm"},  // pts/*
 }
 
+// withDefaultDevices is the complete rule list for a container: nothing
+// unless allowed (a config need not start with its own deny-all rule, and
+// a cgroup without rules would allow every device), then the config's
+// rules, then the defaults.
 func withDefaultDevices(rules []specs.LinuxDeviceCgroup) []specs.LinuxDeviceCgroup {
-	out := make([]specs.LinuxDeviceCgroup, 0, len(rules)+len(defaultDeviceRules))
+	out := make([]specs.LinuxDeviceCgroup, 0, 1+len(rules)+len(defaultDeviceRules))
+	out = append(out, specs.LinuxDeviceCgroup{Allow: false, Access: "rwm"})
 	out = append(out, rules...)
 	return append(out, defaultDeviceRules...)
 }
@@ -150,6 +155,11 @@ func DeviceFilter(rules []specs.LinuxDeviceCgroup) ([]Insn, error) {
 // cgroup directory, replacing a program attached there before. The attach
 // belongs to the cgroup, so the filter stays after this process exits.
 func attachDeviceFilter(dir string, rules []specs.LinuxDeviceCgroup) error {
+	for i, r := range rules {
+		if err := ValidateDeviceRule(r); err != nil {
+			return fmt.Errorf("devices[%d]: %w", i, err)
+		}
+	}
 	insns, err := DeviceFilter(withDefaultDevices(rules))
 	if err != nil {
 		return err

@@ -101,6 +101,9 @@ func (m *v1) Create() error {
 		if err != nil {
 			return err
 		}
+		if err := checkUnused(p, made); err != nil {
+			return err
+		}
 	}
 	// A new cpuset cgroup starts with no CPUs or memory nodes, and no
 	// process may join it until it has some: inherit the parent's.
@@ -167,6 +170,9 @@ func (m *v1) Join() JoinSpec {
 func (m *v1) Set(r *specs.LinuxResources) error {
 	if r == nil {
 		return nil
+	}
+	if err := ValidateResources(r); err != nil {
+		return err
 	}
 	if err := m.setCpuset(r.CPU); err != nil {
 		return err
@@ -492,8 +498,8 @@ func (m *v1) setDevices(rules []specs.LinuxDeviceCgroup) error {
 		if r.Allow {
 			file = "devices.allow"
 		}
-		field := fmt.Sprintf("devices[%d]", i)
-		if i >= len(rules) {
+		field := fmt.Sprintf("devices[%d]", i-1)
+		if i == 0 || i > len(rules) {
 			field = "devices (default " + ruleString(r) + ")"
 		}
 		if err := fieldErr(field, writeFile(dir, file, ruleString(r))); err != nil {
@@ -558,6 +564,16 @@ func (m *v1) Pids() ([]int, error) {
 		return readPids(p)
 	}
 	return nil, nil
+}
+
+func (m *v1) Undo() error {
+	leaves := map[string]bool{}
+	for _, p := range m.paths {
+		leaves[p] = true
+	}
+	err := undoMade(m.made, leaves)
+	m.made = nil
+	return err
 }
 
 func (m *v1) Destroy() error {

@@ -43,6 +43,9 @@ func (m *v2) Create() error {
 	if err != nil {
 		return err
 	}
+	if err := checkUnused(m.dir, made); err != nil {
+		return err
+	}
 	// Controllers reach a cgroup only if every ancestor delegates them.
 	// Enable what the root offers, one level at a time.
 	avail, err := readFile(m.root, "cgroup.controllers")
@@ -128,6 +131,9 @@ func ConvertBlkioWeight(w uint16) uint64 {
 func (m *v2) Set(r *specs.LinuxResources) error {
 	if r == nil {
 		return nil
+	}
+	if err := ValidateResources(r); err != nil {
+		return err
 	}
 	if c := r.CPU; c != nil {
 		if c.Cpus != "" {
@@ -216,9 +222,6 @@ func (m *v2) Set(r *specs.LinuxResources) error {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if strings.Contains(k, "/") || k == "cgroup.procs" || k == "cgroup.threads" || k == "cgroup.subtree_control" {
-			return fieldErr("unified["+k+"]", errors.New("not a resource knob of this cgroup"))
-		}
 		if err := m.write("unified["+k+"]", k, r.Unified[k]); err != nil {
 			return err
 		}
@@ -381,6 +384,12 @@ func (m *v2) Kill() (bool, error) {
 		return false, nil
 	}
 	return err == nil, err
+}
+
+func (m *v2) Undo() error {
+	err := undoMade(m.made, map[string]bool{m.dir: true})
+	m.made = nil
+	return err
 }
 
 func (m *v2) Destroy() error {

@@ -426,12 +426,8 @@ func validateLinux(spec *specs.Spec) error {
 			return fmt.Errorf("linux.readonlyPaths[%d]: %q is not absolute", i, p)
 		}
 	}
-	if r := l.Resources; r != nil {
-		for i, d := range r.Devices {
-			if err := cgroups.ValidateDeviceRule(d); err != nil {
-				return fmt.Errorf("linux.resources.devices[%d]: %w", i, err)
-			}
-		}
+	if err := cgroups.ValidateResources(l.Resources); err != nil {
+		return err
 	}
 	for key := range l.Sysctl {
 		if err := checkSysctl(spec, key); err != nil {

@@ -59,6 +59,12 @@ func TestValidateNamesTheField(t *testing.T) {
 		field string
 	}{
 		{func(s *specs.Spec) { s.Process.Cwd = "rel" }, "process.cwd"},
+		{func(s *specs.Spec) {
+			s.Linux.Resources = &specs.LinuxResources{HugepageLimits: []specs.LinuxHugepageLimit{{Pagesize: "../../../../etc/x", Limit: 1}}}
+		}, "linux.resources.hugepageLimits[0].pageSize"},
+		{func(s *specs.Spec) {
+			s.Linux.Resources = &specs.LinuxResources{Unified: map[string]string{"../cgroup.procs": "1"}}
+		}, "linux.resources.unified[../cgroup.procs]"},
 		{func(s *specs.Spec) { s.Process.Args = nil }, "process.args"},
 		{func(s *specs.Spec) { s.Process.Env = []string{"NOEQUALS"} }, "process.env[0]"},
 		{func(s *specs.Spec) {

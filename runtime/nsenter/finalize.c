@@ -90,6 +90,18 @@ static uint64_t u64(const struct tlv *t)
 	return v;
 }
 
+// close_above marks every descriptor from low up close-on-exec.
+static void close_above(unsigned int low)
+{
+	if (syscall(SYS_close_range, low, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
+		return;
+	long max = sysconf(_SC_OPEN_MAX);
+	if (max < 0 || max > 1 << 20)
+		max = 1 << 20;
+	for (long fd = low; fd < max; fd++)
+		fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+}
+
 struct hook {
 	const char *path;
 	struct strv args, env;
@@ -146,6 +158,24 @@ static double now_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+// read_output appends what one read of fd gives to out (up to size-1 bytes
+// in all); it returns 0 at the end of the output.
+static int read_output(int fd, char *out, size_t size, size_t *n)
+{
+	char buf[512];
+	ssize_t r = read(fd, buf, sizeof(buf));
+	if (r < 0 && errno == EINTR)
+		return 1;
+	if (r <= 0)
+		return 0;
+	if (*n < size - 1) {
+		size_t c = (size_t)r < size - 1 - *n ? (size_t)r : size - 1 - *n;
+		memcpy(out + *n, buf, c);
+		*n += c;
+	}
+	return 1;
+}
+
 // run_hooks runs each hook with the state on its stdin and stops at the
 // first that fails or outlives its timeout. It returns 0, or -1 with msg
 // filled in.
@@ -163,6 +193,10 @@ static int run_hooks(const struct hooks *hs, char *msg, size_t msglen)
 			dup2(in[0], 0);
 			dup2(out[1], 1);
 			dup2(out[1], 2);
+			// The hook gets the state and nothing else of ours: not
+			// the runtime's socket, nor the container's fifos.
+			close_above(3);
+			signal(SIGPIPE, SIG_DFL);
 			char *argv0[] = {(char *)h->path, NULL};
 			char *envp0[] = {NULL};
 			execve(h->path, h->args.n ? h->args.v : argv0, h->env.n ? h->env.v : envp0);
@@ -177,14 +211,15 @@ static int run_hooks(const struct hooks *hs, char *msg, size_t msglen)
 			// A hook that exits first closes its end: not our error.
 		}
 		close(in[1]);
+		// Kernels without pidfd_open (before 5.3) get polled.
 		int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 		char output[512];
 		size_t outn = 0;
 		double deadline = h->timeout ? now_ms() + h->timeout * 1000.0 : 0;
-		int status = 0, timed_out = 0, out_open = 1;
+		int status = 0, timed_out = 0, out_open = 1, reaped = 0;
 		for (;;) {
 			struct pollfd p[2] = {{.fd = pidfd, .events = POLLIN}, {.fd = out_open ? out[0] : -1, .events = POLLIN}};
-			int wait = -1;
+			int wait = pidfd < 0 ? 10 : -1;
 			if (deadline > 0) {
 				double left = deadline - now_ms();
 				if (left <= 0) {
@@ -192,26 +227,26 @@ static int run_hooks(const struct hooks *hs, char *msg, size_t msglen)
 					kill(pid, SIGKILL);
 					break;
 				}
-				wait = (int)left + 1;
+				if (wait < 0 || left + 1 < wait)
+					wait = (int)left + 1;
 			}
 			if (poll(p, 2, wait) < 0 && errno != EINTR)
 				fail("wait for hook");
-			if (p[1].revents) {
-				char buf[512];
-				ssize_t n = read(out[0], buf, sizeof(buf));
-				if (n <= 0)
-					out_open = 0;
-				else if (outn < sizeof(output) - 1) {
-					size_t c = (size_t)n < sizeof(output) - 1 - outn ? (size_t)n : sizeof(output) - 1 - outn;
-					memcpy(output + outn, buf, c);
-					outn += c;
-				}
-			}
+			if (p[1].revents)
+				out_open = read_output(out[0], output, sizeof(output), &outn);
 			if (p[0].revents)
 				break;
+			if (pidfd < 0 && waitpid(pid, &status, WNOHANG) == pid) {
+				reaped = 1;
+				break;
+			}
 		}
-		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		while (!reaped && waitpid(pid, &status, 0) < 0 && errno == EINTR)
 			;
+		// What the hook wrote just before it exited.
+		fcntl(out[0], F_SETFL, O_NONBLOCK);
+		while (out_open)
+			out_open = read_output(out[0], output, sizeof(output), &outn);
 		close(out[0]);
 		if (pidfd >= 0)
 			close(pidfd);
@@ -242,9 +277,8 @@ struct rl {
 
 struct final {
 	struct strv args, env;
-	const char *path, *cwd, *chroot_dir, *keyring, *listener;
-	const char *listener_state;
-	uint32_t listener_state_len;
+	const char *path, *cwd, *chroot_dir, *keyring;
+	int listener;
 	uint32_t uid, gid, umask_val, preserve, last_cap;
 	int has_umask, nnp, tty;
 	uint32_t *groups;
@@ -357,11 +391,7 @@ static void parse_final(struct final *f, const char *buf, uint32_t size)
 			f->seccomp_flags = u32(&t);
 			break;
 		case F_SECCOMP_LISTENER:
-			f->listener = str(&t);
-			break;
-		case F_SECCOMP_STATE:
-			f->listener_state = t.val;
-			f->listener_state_len = t.len;
+			f->listener = 1;
 			break;
 		case F_TTY:
 			f->tty = 1;
@@ -381,6 +411,8 @@ static void parse_final(struct final *f, const char *buf, uint32_t size)
 	}
 	if (f->path == NULL || f->args.n == 0)
 		fail("finalize: no program to run");
+	if (f->cwd == NULL)
+		fail("finalize: no working directory");
 }
 
 // after_ready is where failures can no longer go to the parent, which has
@@ -416,35 +448,44 @@ static void load_seccomp(const struct final *f)
 {
 	struct sock_fprog prog = {.len = (unsigned short)f->filter_len, .filter = (struct sock_filter *)f->filter};
 	unsigned int flags = f->seccomp_flags;
-	if (f->listener != NULL)
+	if (f->listener)
 		flags |= SECCOMP_FILTER_FLAG_NEW_LISTENER;
 	long r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog);
 	if (r < 0)
 		die("linux.seccomp: install filter (flags %#x)", flags);
-	if (f->listener == NULL)
+	if (!f->listener)
 		return;
-	// Hand the notify descriptor to the agent, with the state the spec
-	// describes as the message.
+	// The runtime hands the notify descriptor on to the agent at
+	// listenerPath: a path on the host, which this process (in the
+	// container's root) must not resolve itself.
 	int listener = (int)r;
-	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_un addr = {.sun_family = AF_UNIX};
-	if (strlen(f->listener) >= sizeof(addr.sun_path))
-		die("linux.seccomp.listenerPath: %s is too long", f->listener);
-	strcpy(addr.sun_path, f->listener);
-	if (s < 0 || connect(s, (struct sockaddr *)&addr, sizeof(addr)) < 0)
-		die("linux.seccomp.listenerPath: connect %s", f->listener);
-	char cbuf[CMSG_SPACE(sizeof(int))];
-	struct iovec iov = {.iov_base = (void *)f->listener_state, .iov_len = f->listener_state_len};
-	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
-	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &listener, sizeof(int));
-	if (sendmsg(s, &mh, 0) < 0)
-		die("linux.seccomp.listenerPath: send to %s", f->listener);
-	close(s);
+	send_msg_fd(MSG_LISTENER, listener);
 	close(listener);
+	uint32_t type, len;
+	int unused;
+	char *reply = recv_msg(&type, &len, &unused);
+	if (unused >= 0)
+		close(unused);
+	if (type == MSG_ERROR) {
+		// The runtime has the reason; it reports it.
+		_exit(1);
+	}
+	if (type != MSG_OK)
+		fail("unexpected message type %u after the seccomp listener", type);
+	free(reply);
+}
+
+// setgroups_denied tells whether the user namespace forbids setgroups(2)
+// (an unprivileged one): the process then keeps the groups it has.
+static int setgroups_denied(void)
+{
+	char buf[16] = {0};
+	int fd = open("/proc/self/setgroups", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n > 0 && strncmp(buf, "deny", 4) == 0;
 }
 
 static void set_user_and_caps(const struct final *f)
@@ -461,7 +502,7 @@ static void set_user_and_caps(const struct final *f)
 	gid_t groups[f->ngroups + 1];
 	for (size_t i = 0; i < f->ngroups; i++)
 		groups[i] = f->groups[i];
-	if (syscall(SYS_setgroups, f->ngroups, groups) < 0 && errno != EPERM)
+	if (syscall(SYS_setgroups, f->ngroups, groups) < 0 && !(errno == EPERM && f->ngroups == 0 && setgroups_denied()))
 		die("process.user.additionalGids");
 	if (syscall(SYS_setresgid, f->gid, f->gid, f->gid) < 0)
 		die("process.user.gid (%u)", f->gid);
@@ -498,6 +539,10 @@ static void finalize(const char *buf, uint32_t size, int tty_fd)
 		if (chroot(f.chroot_dir) < 0 || chdir("/") < 0)
 			die("chroot into the container's root %s", f.chroot_dir);
 	}
+	// Until now the working directory was the caller's, on the host: a
+	// process in the container must not find it through /proc/1/cwd.
+	if (chdir(f.cwd) < 0)
+		die("process.cwd (%s)", f.cwd);
 	if (f.tty) {
 		if (tty_fd < 0)
 			die("process.terminal: no terminal was passed");
@@ -534,6 +579,16 @@ static void finalize(const char *buf, uint32_t size, int tty_fd)
 		syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, f.keyring);
 	}
 
+	// A filter whose notifications go to an agent is in place before
+	// create returns, so that the runtime can hand the agent its
+	// descriptor; everything after runs under it, as it would in runc.
+	if (f.filter != NULL && f.listener) {
+		if (f.nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+			die("process.noNewPrivileges");
+		load_seccomp(&f);
+		f.filter = NULL;
+	}
+
 	send_msg(MSG_READY, NULL, 0);
 
 	if (f.exec_fifo >= 0) {
@@ -554,8 +609,6 @@ static void finalize(const char *buf, uint32_t size, int tty_fd)
 			die("%s", msg);
 		}
 	}
-	if (f.cwd != NULL && chdir(f.cwd) < 0)
-		die("process.cwd (%s)", f.cwd);
 	if (f.nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		die("process.noNewPrivileges");
 	// Without no_new_privs the filter needs CAP_SYS_ADMIN, which goes with
@@ -574,17 +627,18 @@ static void finalize(const char *buf, uint32_t size, int tty_fd)
 		load_seccomp(&f);
 	// Nothing of the runtime's reaches the program: everything above the
 	// preserved descriptors closes on exec.
-	if (syscall(SYS_close_range, 3 + f.preserve, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
-		for (int fd = 3 + (int)f.preserve; fd < 1024; fd++)
-			fcntl(fd, F_SETFD, FD_CLOEXEC);
-	}
+	close_above(3 + f.preserve);
 	umask(f.has_umask ? f.umask_val : 022);
+	signal(SIGPIPE, SIG_DFL);
 	execve(f.path, f.args.v, f.env.n ? f.env.v : (char *[]){NULL});
 	die("exec %s", f.path);
 }
 
 void berth_finish(void)
 {
+	// A hook that exits without reading its state, or a runtime that
+	// goes away, must be an error we report, not a silent death.
+	signal(SIGPIPE, SIG_IGN);
 	for (;;) {
 		uint32_t type, size;
 		int fd;
@@ -640,6 +694,18 @@ void berth_finish(void)
 			close(fd);
 			break;
 		}
+		case MSG_ROOT:
+			if (fd < 0)
+				fail("root: no directory descriptor");
+			if (fchdir(fd) < 0 || chroot(".") < 0 || chdir("/") < 0) {
+				char err[256];
+				snprintf(err, sizeof(err), "enter the container's root: %s", strerror(errno));
+				send_msg(MSG_ERROR, err, (uint32_t)strlen(err));
+			} else {
+				send_msg(MSG_OK, NULL, 0);
+			}
+			close(fd);
+			break;
 		case MSG_FINALIZE:
 			finalize(msg, size, fd);
 			// finalize does not return

@@ -87,6 +87,27 @@ void send_msg(uint32_t type, const void *data, uint32_t len)
 		write_all(sync_fd, data, len);
 }
 
+void send_msg_fd(uint32_t type, int fd)
+{
+	uint32_t hdr[2] = {type, 0};
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = {.iov_base = hdr, .iov_len = sizeof(hdr)};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	ssize_t n;
+	do
+		n = sendmsg(sync_fd, &mh, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		_exit(1);
+	if ((size_t)n < sizeof(hdr))
+		write_all(sync_fd, (char *)hdr + n, sizeof(hdr) - (size_t)n);
+}
+
 void fail(const char *fmt, ...)
 {
 	char buf[1024];
@@ -190,6 +211,35 @@ static int join_rank(uint32_t type)
 	return 1;
 }
 
+static void join_rank_all(struct join *joins, int njoin, int rank)
+{
+	for (int i = 0; i < njoin; i++) {
+		if (join_rank(joins[i].type) != rank)
+			continue;
+		if (setns(joins[i].fd, (int)joins[i].type) < 0)
+			fail("join %s namespace %s", ns_name(joins[i].type), joins[i].path);
+		close(joins[i].fd);
+	}
+}
+
+// become_root makes the process root of its (new or joined) user namespace,
+// so that files the runtime creates are owned by a mapped ID; capabilities
+// were granted by the join or unshare already.
+static void become_root(void)
+{
+	if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+		fail("become root in the user namespace (is root mapped?)");
+}
+
+static void unshare_rest(uint32_t clone_flags, const char *time_offsets, size_t time_offsets_len)
+{
+	uint32_t rest = clone_flags & ~(uint32_t)CLONE_NEWUSER;
+	if (rest != 0 && unshare((int)rest) < 0)
+		fail("create namespaces (clone flags %#x)", rest);
+	if ((clone_flags & CLONE_NEWTIME) && time_offsets_len > 0)
+		write_file("/proc/self/timens_offsets", time_offsets, time_offsets_len);
+}
+
 __attribute__((constructor)) static void berth_nsenter(void)
 {
 	if (getenv("_BERTH_PAUSE") != NULL) {
@@ -279,39 +329,32 @@ __attribute__((constructor)) static void berth_nsenter(void)
 			user_changed = 1;
 	}
 
-	for (int rank = 0; rank <= 2; rank++) {
-		for (int i = 0; i < njoin; i++) {
-			if (join_rank(joins[i].type) != rank)
-				continue;
-			if (setns(joins[i].fd, (int)joins[i].type) < 0)
-				fail("join %s namespace %s", ns_name(joins[i].type), joins[i].path);
-			close(joins[i].fd);
-		}
-		if (rank == 0 && (clone_flags & CLONE_NEWUSER)) {
-			if (unshare(CLONE_NEWUSER) < 0)
-				fail("create user namespace");
-			// Only a process outside the new namespace may write its ID maps.
-			send_msg(MSG_USERMAP_REQ, NULL, 0);
-			uint32_t ack, acklen;
-			int ackfd;
-			free(recv_msg(&ack, &acklen, &ackfd));
-			if (ack != MSG_USERMAP_ACK)
-				fail("nsenter: expected the user map acknowledgement, got message %u", ack);
-		}
-		if (rank == 0 && user_changed) {
-			// Become root of the user namespace, so that files the runtime
-			// creates are owned by a mapped ID; capabilities were granted
-			// by the join or unshare already.
-			if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
-				fail("become root in the user namespace (is root mapped?)");
-		}
-		if (rank == 1) {
-			uint32_t rest = clone_flags & ~(uint32_t)CLONE_NEWUSER;
-			if (rest != 0 && unshare((int)rest) < 0)
-				fail("create namespaces (clone flags %#x)", rest);
-			if ((clone_flags & CLONE_NEWTIME) && time_offsets_len > 0)
-				write_file("/proc/self/timens_offsets", time_offsets, time_offsets_len);
-		}
+	if (clone_flags & CLONE_NEWUSER) {
+		// Namespaces given by path belong to user namespaces this
+		// process has privileges in only until it leaves its own: join
+		// them all before the new user namespace exists.
+		for (int rank = 0; rank <= 2; rank++)
+			join_rank_all(joins, njoin, rank);
+		if (unshare(CLONE_NEWUSER) < 0)
+			fail("create user namespace");
+		// Only a process outside the new namespace may write its ID maps.
+		send_msg(MSG_USERMAP_REQ, NULL, 0);
+		uint32_t ack, acklen;
+		int ackfd;
+		free(recv_msg(&ack, &acklen, &ackfd));
+		if (ack != MSG_USERMAP_ACK)
+			fail("nsenter: expected the user map acknowledgement, got message %u", ack);
+		become_root();
+		unshare_rest(clone_flags, time_offsets, time_offsets_len);
+	} else {
+		// A user namespace given by path comes first: the others are
+		// joined, and made, with its privileges and owned by it.
+		join_rank_all(joins, njoin, 0);
+		if (user_changed)
+			become_root();
+		join_rank_all(joins, njoin, 1);
+		unshare_rest(clone_flags, time_offsets, time_offsets_len);
+		join_rank_all(joins, njoin, 2);
 	}
 	free(msg);
 

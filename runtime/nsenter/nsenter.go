@@ -53,6 +53,14 @@ const (
 	MsgFinalize uint32 = 9
 	// MsgMount asks the process to mount onto the descriptor sent along.
 	MsgMount uint32 = 10
+	// MsgRoot hands the process the directory to make its root, when the
+	// runtime could not do it for it: pivot_root moves every root in the
+	// mount namespace along, but chroot (--no-pivot, or a container in the
+	// host's mount namespace) only changes the caller's.
+	MsgRoot uint32 = 11
+	// MsgListener carries a seccomp notify descriptor from the process to
+	// the runtime, which hands it on to the agent at listenerPath.
+	MsgListener uint32 = 12
 )
 
 // Attributes of MsgFinalize, MsgHooks and MsgMount (mirrored in nsenter.h).
@@ -76,7 +84,6 @@ const (
 	FSeccomp         uint32 = 17
 	FSeccompFlags    uint32 = 18
 	FSeccompListener uint32 = 19
-	FSeccompState    uint32 = 20
 	FTTY             uint32 = 21
 	FPreserve        uint32 = 22
 	FExecFifo        uint32 = 23
@@ -143,23 +150,82 @@ func SendMsgFD(sock *os.File, typ uint32, data []byte, fd int) error {
 	return nil
 }
 
-// Expect reads the answer to a request: nil for MsgOK or want, the process's
-// error for MsgError.
+// Expect reads the answer to a request: nil for want, the process's error
+// for MsgError.
 func Expect(r io.Reader, want uint32) error {
 	typ, data, err := ReadMsg(r)
 	if err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, unix.ECONNRESET) {
-			return ErrEarlyExit
-		}
-		return err
+		return earlyExit(err)
 	}
 	switch typ {
-	case want, MsgOK:
+	case want:
 		return nil
 	case MsgError:
 		return errors.New(string(data))
 	}
-	return fmt.Errorf("unexpected message type %d", typ)
+	return fmt.Errorf("unexpected message type %d (waiting for %d)", typ, want)
+}
+
+// earlyExit turns the ways a socket reports its peer's death into
+// ErrEarlyExit.
+func earlyExit(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, unix.ECONNRESET) {
+		return ErrEarlyExit
+	}
+	return err
+}
+
+// RecvMsgFD reads one framed message and the descriptor sent with it (nil
+// if none). Descriptors arrive with the header, which is where the
+// process attaches them.
+func RecvMsgFD(sock *os.File) (uint32, []byte, *os.File, error) {
+	var hdr [8]byte
+	oob := make([]byte, unix.CmsgSpace(4))
+	var n, oobn int
+	var err error
+	for {
+		n, oobn, _, _, err = unix.Recvmsg(int(sock.Fd()), hdr[:], oob, unix.MSG_CMSG_CLOEXEC)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		return 0, nil, nil, earlyExit(err)
+	}
+	if n == 0 {
+		return 0, nil, nil, ErrEarlyExit
+	}
+	var f *os.File
+	if oobn > 0 {
+		msgs, perr := unix.ParseSocketControlMessage(oob[:oobn])
+		if perr == nil && len(msgs) > 0 {
+			if fds, rerr := unix.ParseUnixRights(&msgs[0]); rerr == nil && len(fds) > 0 {
+				f = os.NewFile(uintptr(fds[0]), "received")
+				for _, extra := range fds[1:] {
+					unix.Close(extra)
+				}
+			}
+		}
+	}
+	fail := func(err error) (uint32, []byte, *os.File, error) {
+		if f != nil {
+			f.Close()
+		}
+		return 0, nil, nil, earlyExit(err)
+	}
+	if _, err := io.ReadFull(sock, hdr[n:]); err != nil {
+		return fail(err)
+	}
+	typ := binary.LittleEndian.Uint32(hdr[0:])
+	size := binary.LittleEndian.Uint32(hdr[4:])
+	if size > maxMessage {
+		return fail(fmt.Errorf("message of %d bytes exceeds the limit", size))
+	}
+	data := make([]byte, size)
+	if _, err := io.ReadFull(sock, data); err != nil {
+		return fail(err)
+	}
+	return typ, data, f, nil
 }
 
 const (
@@ -247,17 +313,6 @@ func ReadMsg(r io.Reader) (uint32, []byte, error) {
 // ErrEarlyExit means the process closed the socket before reporting its PID.
 var ErrEarlyExit = errors.New("process exited during namespace setup")
 
-// Drive runs the parent's side of the constructor's protocol: it sends b,
-// answers the request for ID maps with writeMaps (which writes them for the
-// process the caller started: that is the one inside the new user namespace),
-// and returns the PID of the process that will continue into Go.
-func Drive(rw io.ReadWriter, b *Bootstrap, writeMaps func() error) (int, error) {
-	if err := Send(rw, b); err != nil {
-		return 0, err
-	}
-	return Await(rw, writeMaps)
-}
-
 // Send starts the constructor's work; Await sees it through. Between the
 // two the caller may do work of its own while the process sets up.
 func Send(w io.Writer, b *Bootstrap) error {
@@ -273,8 +328,8 @@ func Await(rw io.ReadWriter, writeMaps func() error) (int, error) {
 	for {
 		typ, data, err := ReadMsg(rw)
 		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, unix.ECONNRESET) {
-				return 0, ErrEarlyExit
+			if err = earlyExit(err); err == ErrEarlyExit {
+				return 0, err
 			}
 			return 0, fmt.Errorf("read from namespace setup: %w", err)
 		}

@@ -20,6 +20,8 @@ enum {
 	MSG_HOOKS = 8,
 	MSG_FINALIZE = 9,
 	MSG_MOUNT = 10,
+	MSG_ROOT = 11,
+	MSG_LISTENER = 12,
 };
 
 // Attributes of MSG_BOOTSTRAP.
@@ -51,7 +53,6 @@ enum {
 	F_SECCOMP = 17,
 	F_SECCOMP_FLAGS = 18,
 	F_SECCOMP_LISTENER = 19,
-	F_SECCOMP_STATE = 20,
 	F_TTY = 21,
 	F_PRESERVE = 22,
 	F_EXEC_FIFO = 23,
@@ -81,6 +82,8 @@ extern int sync_fd;
 void write_all(int fd, const void *buf, size_t len);
 int read_all(int fd, void *buf, size_t len);
 void send_msg(uint32_t type, const void *data, uint32_t len);
+// send_msg_fd sends an empty message of type with fd attached.
+void send_msg_fd(uint32_t type, int fd);
 __attribute__((noreturn, format(printf, 1, 2))) void fail(const char *fmt, ...);
 // recv_msg reads one message into a malloc'd, NUL-terminated buffer; *fd
 // gets a descriptor sent with it, or -1. It exits on EOF: the runtime is gone.

@@ -15,6 +15,7 @@ package seccomp
 
 import (
 	"fmt"
+	goruntime "runtime"
 	"sort"
 	"strings"
 
@@ -102,7 +103,10 @@ var knownArches = map[specs.Arch]bool{
 }
 
 // nativeArch is the architecture this binary runs as; it is always filtered.
-var nativeArch = specs.ArchX86_64
+var nativeArch = map[string]specs.Arch{
+	"amd64": specs.ArchX86_64, "386": specs.ArchX86, "arm64": specs.ArchAARCH64, "arm": specs.ArchARM,
+	"ppc64le": specs.ArchPPC64LE, "s390x": specs.ArchS390X, "riscv64": specs.ArchRISCV64,
+}[goruntime.GOARCH]
 
 var knownFlags = map[specs.LinuxSeccompFlag]uint{
 	specs.LinuxSeccompFlagLog:              unix.SECCOMP_FILTER_FLAG_LOG,
@@ -206,7 +210,11 @@ func Compile(s *specs.LinuxSeccomp) ([]bpf.RawInstruction, error) {
 			arches = append(arches, a)
 		}
 	}
-	addArch(archByName[nativeArch])
+	native := archByName[nativeArch]
+	if native == nil {
+		return nil, fmt.Errorf("linux.seccomp: no syscall table for this machine (%s)", goruntime.GOARCH)
+	}
+	addArch(native)
 	for i, name := range s.Architectures {
 		if !knownArches[name] {
 			return nil, fmt.Errorf("linux.seccomp.architectures[%d]: unknown architecture %q", i, name)

@@ -285,8 +285,13 @@ func (g *globals) deleteCmd() *cobra.Command {
 		RunE: func(_ *cobra.Command, args []string) error {
 			c, err := g.rt.Load(args[0])
 			if err != nil {
-				if force && errors.Is(err, runtime.ErrNotExist) {
-					return nil
+				if errors.Is(err, runtime.ErrNotExist) {
+					if removed, rerr := g.rt.RemoveLeftover(args[0]); removed || rerr != nil {
+						return rerr
+					}
+					if force {
+						return nil
+					}
 				}
 				return err
 			}

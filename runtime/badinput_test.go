@@ -204,18 +204,27 @@ func TestOperationsOnMissingContainersExitNonZero(t *testing.T) {
 	}
 }
 
+// existingPidsCgroup makes a cgroup in the v1 pids hierarchy, as a cgroup
+// manager other than Berth would, and removes it after the test.
+func (e *env) existingPidsCgroup() (cgPath, dir string) {
+	e.t.Helper()
+	if _, err := os.Stat("/sys/fs/cgroup/pids/cgroup.procs"); err != nil {
+		e.t.Skip("needs the v1 pids hierarchy")
+	}
+	cgPath = "/berth-test/" + e.id()
+	dir = filepath.Join("/sys/fs/cgroup/pids", cgPath)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { os.Remove(dir) })
+	return cgPath, dir
+}
+
 // A cgroup that already holds processes is not the container's to take:
 // create refuses it, and neither the processes nor the cgroup suffer.
 func TestCreateRefusesACgroupInUse(t *testing.T) {
 	e := newEnv(t)
-	cgPath := "/berth-test/" + e.id()
-	dir := filepath.Join("/sys/fs/cgroup/pids", cgPath)
-	if _, err := os.Stat("/sys/fs/cgroup/pids"); err != nil {
-		t.Skip("needs the v1 pids hierarchy")
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	cgPath, dir := e.existingPidsCgroup()
 	sleeper := exec.Command("sleep", "1000")
 	if err := sleeper.Start(); err != nil {
 		t.Fatal(err)
@@ -224,7 +233,6 @@ func TestCreateRefusesACgroupInUse(t *testing.T) {
 		sleeper.Process.Kill()
 		sleeper.Wait()
 		os.WriteFile("/sys/fs/cgroup/pids/cgroup.procs", []byte("0"), 0)
-		os.Remove(dir)
 	}()
 	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(sleeper.Process.Pid)), 0); err != nil {
 		t.Fatal(err)
@@ -246,15 +254,7 @@ func TestCreateRefusesACgroupInUse(t *testing.T) {
 // A failed create removes the cgroup directories it made, and only those.
 func TestFailedCreateKeepsAnExistingCgroup(t *testing.T) {
 	e := newEnv(t)
-	cgPath := "/berth-test/" + e.id()
-	dir := filepath.Join("/sys/fs/cgroup/pids", cgPath)
-	if _, err := os.Stat("/sys/fs/cgroup/pids"); err != nil {
-		t.Skip("needs the v1 pids hierarchy")
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	defer os.Remove(dir)
+	cgPath, dir := e.existingPidsCgroup()
 	b := e.bundle("/no/such/program")
 	b.spec.Linux.CgroupsPath = cgPath
 	if out, err := e.berth("create", "--bundle", b.write(t), e.id()); err == nil {

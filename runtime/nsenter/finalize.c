@@ -426,19 +426,11 @@ __attribute__((noreturn, format(printf, 1, 2))) static void die(const char *fmt,
 	int saved = errno;
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	size_t n = format_error(buf, sizeof(buf), saved, fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		n = 0;
-	if ((size_t)n >= sizeof(buf))
-		n = sizeof(buf) - 1;
-	if (saved != 0)
-		n += snprintf(buf + n, sizeof(buf) - (size_t)n, ": %s", strerror(saved));
-	if ((size_t)n >= sizeof(buf))
-		n = sizeof(buf) - 1;
 	if (status_fd >= 0) {
 		write_all(status_fd, "error: ", 7);
-		write_all(status_fd, buf, (size_t)n);
+		write_all(status_fd, buf, n);
 	}
 	send_msg(MSG_ERROR, buf, (uint32_t)n);
 	_exit(after_ready ? 127 : 1);

@@ -108,22 +108,28 @@ void send_msg_fd(uint32_t type, int fd)
 		write_all(sync_fd, (char *)hdr + n, sizeof(hdr) - (size_t)n);
 }
 
+size_t format_error(char *buf, size_t size, int err, const char *fmt, va_list ap)
+{
+	int n = vsnprintf(buf, size, fmt, ap);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n >= size)
+		n = (int)size - 1;
+	if (err != 0)
+		n += snprintf(buf + n, size - (size_t)n, ": %s", strerror(err));
+	if ((size_t)n >= size)
+		n = (int)size - 1;
+	return (size_t)n;
+}
+
 void fail(const char *fmt, ...)
 {
 	char buf[1024];
 	int saved = errno;
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	size_t n = format_error(buf, sizeof(buf), saved, fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		n = 0;
-	if ((size_t)n >= sizeof(buf))
-		n = sizeof(buf) - 1;
-	if (saved != 0)
-		n += snprintf(buf + n, sizeof(buf) - (size_t)n, ": %s", strerror(saved));
-	if ((size_t)n >= sizeof(buf))
-		n = sizeof(buf) - 1;
 	send_msg(MSG_ERROR, buf, (uint32_t)n);
 	_exit(1);
 }

@@ -4,6 +4,7 @@
 #ifndef BERTH_NSENTER_H
 #define BERTH_NSENTER_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -84,6 +85,9 @@ int read_all(int fd, void *buf, size_t len);
 void send_msg(uint32_t type, const void *data, uint32_t len);
 // send_msg_fd sends an empty message of type with fd attached.
 void send_msg_fd(uint32_t type, int fd);
+// format_error formats an error message into buf, with strerror(err) after
+// it unless err is 0, and returns its length.
+size_t format_error(char *buf, size_t size, int err, const char *fmt, va_list ap);
 __attribute__((noreturn, format(printf, 1, 2))) void fail(const char *fmt, ...);
 // recv_msg reads one message into a malloc'd, NUL-terminated buffer; *fd
 // gets a descriptor sent with it, or -1. It exits on EOF: the runtime is gone.

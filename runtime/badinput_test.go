@@ -268,39 +268,76 @@ func TestFailedCreateKeepsAnExistingCgroup(t *testing.T) {
 	}
 }
 
-// A create killed halfway leaves a container that state reports and
-// delete cleans up: no process, cgroup or state directory remains.
-func TestKilledCreateIsRemovedByDelete(t *testing.T) {
-	e := newEnv(t)
-	dir := t.TempDir()
-	// A createRuntime hook that stops the create where it stands, with
-	// the init started and in its cgroup.
-	started := filepath.Join(dir, "started")
-	b := e.bundle("true")
-	cgPath := "/berth-test/" + e.id()
-	b.spec.Linux.CgroupsPath = cgPath
+// stalledCreate starts a create whose createRuntime hook stops it where it
+// stands (the init started and in its cgroup, the mounts made) and returns
+// once the hook runs; killCreate kills the create and its hook, as an OOM
+// killer or a reboot of the caller would.
+func (e *env) stalledCreate(b *bundle) (id string, killCreate func()) {
+	e.t.Helper()
+	started := filepath.Join(e.t.TempDir(), "started")
 	b.spec.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "touch " + started + "; sleep 1000"}}}}
-	id := e.id()
-	cmd := exec.Command(berthBin, "runtime", "--root", e.root, "create", "--bundle", b.write(t), id)
+	id = e.id()
+	cmd := exec.Command(berthBin, "runtime", "--root", e.root, "create", "--bundle", b.write(e.t), id)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
-	waitFor(t, "the hook to start", func() bool { _, err := os.Stat(started); return err == nil })
-	if st := e.state(id); st.Status != specs.StateCreating {
-		t.Fatalf("state during create: %+v", st)
+	killed := false
+	killCreate = func() {
+		if !killed {
+			killed = true
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			cmd.Wait()
+		}
 	}
-	// Kill the create and its hook, as an OOM killer or a reboot of the
-	// caller would.
-	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	cmd.Wait()
-	if st := e.state(id); st.Status != specs.StateStopped {
-		t.Fatalf("state after the create died: %+v", st)
+	e.t.Cleanup(killCreate)
+	waitFor(e.t, "the hook to start", func() bool { _, err := os.Stat(started); return err == nil })
+	return id, killCreate
+}
+
+// A create killed halfway leaves a container that state reports and
+// delete cleans up: no process, cgroup, host mount or state directory
+// remains.
+func TestKilledCreateIsRemovedByDelete(t *testing.T) {
+	for _, hostMounts := range []bool{false, true} {
+		t.Run(map[bool]string{false: "own-mount-namespace", true: "host-mount-namespace"}[hostMounts], func(t *testing.T) {
+			e := newEnv(t)
+			b := e.bundle("true")
+			cgPath := "/berth-test/" + e.id()
+			b.spec.Linux.CgroupsPath = cgPath
+			if hostMounts {
+				withoutNamespace(b.spec, specs.MountNamespace)
+			}
+			id, killCreate := e.stalledCreate(b)
+			if st := e.state(id); st.Status != specs.StateCreating {
+				t.Fatalf("state during create: %+v", st)
+			}
+			killCreate()
+			if st := e.state(id); st.Status != specs.StateStopped {
+				t.Fatalf("state after the create died: %+v", st)
+			}
+			e.must("delete", id)
+			if left := e.leftovers(id, cgPath, b.dir); len(left) > 0 {
+				t.Fatalf("left behind: %v", left)
+			}
+		})
 	}
-	e.must("delete", id)
-	if left := e.leftovers(id, cgPath, b.dir); len(left) > 0 {
-		t.Fatalf("left behind: %v", left)
+}
+
+// A container being created has no init to signal yet: kill fails, and
+// signals nothing else (kill(2) with PID 0 would hit the caller's group).
+func TestKillOfAContainerBeingCreatedSignalsNothing(t *testing.T) {
+	e := newEnv(t)
+	id, _ := e.stalledCreate(e.bundle("true"))
+	script := berthBin + " runtime --root " + e.root + " kill " + id + " TERM; echo kill-rc=$?"
+	out, err := exec.Command("setsid", "sh", "-c", script).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "kill-rc=1") {
+		t.Fatalf("the caller of kill: %v: %s", err, out)
 	}
+	if out, err := e.berth("delete", id); err == nil || !strings.Contains(out, "being created") {
+		t.Fatalf("delete of a container being created: %v: %s", err, out)
+	}
+	e.must("delete", "--force", id)
 }
 
 // A state directory with nothing in it (a create killed at its very

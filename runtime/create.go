@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/berth-dev/berth/runtime/caps"
@@ -100,15 +101,11 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	// The state directory is the claim on the ID: nothing, not even the
 	// cgroup, is made for a container before it is ours.
 	dir := filepath.Join(r.Root, id)
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		if os.IsExist(err) {
+	lock, err := claimDir(r.Root, dir)
+	if err != nil {
+		if errors.Is(err, ErrExist) {
 			return nil, fmt.Errorf("container %s: %w", id, ErrExist)
 		}
-		return nil, err
-	}
-	lock, err := lockDir(dir)
-	if err != nil {
-		os.Remove(dir)
 		return nil, err
 	}
 	defer lock.Close()
@@ -125,8 +122,8 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 			sp.kill()
 			_ = waitExit(sp.pid, 5*time.Second)
 		}
-		if setupReq != nil && setupReq.rootMountID != 0 {
-			if uerr := unmountRoot(spec.Root.Path, setupReq.rootMountID); uerr != nil {
+		if setupReq != nil && setupReq.rootMount.ID != 0 {
+			if uerr := unmountRoot(spec.Root.Path, setupReq.rootMount); uerr != nil {
 				r.log().Warn("unmount after failed create", "id", id, "err", uerr)
 			}
 		}
@@ -240,7 +237,10 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	// While the process starts and sets up its namespaces: the limits
 	// (in force before anything of the container runs, which is after
 	// finalize) and the config's copy.
-	if err = cg.Set(createResources(spec.Linux.Resources)); err != nil {
+	if err = cg.Set(spec.Linux.Resources); err != nil {
+		return nil, err
+	}
+	if err = r.defaultDeviceRules(cg, spec.Linux.Resources); err != nil {
 		return nil, err
 	}
 	if err = c.saveConfig(raw); err != nil {
@@ -254,6 +254,12 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 		return nil, fmt.Errorf("container process: %w", err)
 	}
 	setupReq = &setupRequest{
+		// The host now holds a mount of the container's: the state
+		// says so before anything else can fail, or kill us.
+		onRootMount: func(m mountRef) error {
+			c.s.RootMount = &m
+			return c.save()
+		},
 		id:      id,
 		bundle:  bundle,
 		spec:    spec,
@@ -280,14 +286,6 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 		return nil, err
 	}
 	defer setup.close()
-	if setupReq.rootMountID != 0 {
-		// The host now holds a mount of the container's: the state
-		// must say so before anything else can fail or kill us.
-		c.s.RootMountID = setupReq.rootMountID
-		if err = c.save(); err != nil {
-			return nil, fmt.Errorf("save state: %w", err)
-		}
-	}
 	if setup.master != nil {
 		if err = handOverTerminal(setup.master, o.ConsoleSocket, o.Console); err != nil {
 			return nil, err
@@ -339,18 +337,74 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	return c, nil
 }
 
-// createResources is what create applies: the config's resources, with
-// device rules even where it has none, so that a new cgroup does not keep
-// the access to every device it starts with.
-func createResources(r *specs.LinuxResources) *specs.LinuxResources {
-	var out specs.LinuxResources
-	if r != nil {
-		out = *r
+// defaultDeviceRules gives a container whose config has no device rules
+// the default ones, so that its new cgroup does not keep the access to
+// every device it starts with. Where the runtime cannot control devices (a
+// v1 host without the devices controller, or a runtime in a user namespace,
+// which may not load a device program), the container has no more access
+// than its runtime: it goes on without, as runc does.
+func (r *Runtime) defaultDeviceRules(cg cgroups.Manager, res *specs.LinuxResources) error {
+	if res != nil && res.Devices != nil {
+		return nil // applied with the rest
 	}
-	if out.Devices == nil {
-		out.Devices = []specs.LinuxDeviceCgroup{}
+	err := cg.Set(&specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{}})
+	if err == nil {
+		return nil
 	}
-	return &out
+	if errors.Is(err, cgroups.ErrNoDeviceControl) || (errors.Is(err, unix.EPERM) && inUserNamespace()) {
+		r.log().Warn("default device rules not applied", "err", err)
+		return nil
+	}
+	return err
+}
+
+// inUserNamespace reports whether the runtime itself runs in a user
+// namespace other than the host's.
+func inUserNamespace() bool {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b))
+	return !(len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295")
+}
+
+// claimDir makes a container's state directory, locked (see lockDir)
+// before it appears under its name: no other command ever sees it without
+// the lock, and a directory already there is ErrExist.
+func claimDir(root, dir string) (*os.File, error) {
+	tmp, err := os.MkdirTemp(root, ".creating-")
+	if err != nil {
+		return nil, err
+	}
+	lock, err := lockDir(tmp)
+	if err != nil {
+		os.Remove(tmp)
+		return nil, err
+	}
+	err = unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dir, unix.RENAME_NOREPLACE)
+	if errors.Is(err, unix.EINVAL) {
+		// A filesystem without RENAME_NOREPLACE: mkdir claims the
+		// name, and the lock follows a moment later.
+		lock.Close()
+		os.Remove(tmp)
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			if os.IsExist(err) {
+				return nil, ErrExist
+			}
+			return nil, err
+		}
+		return lockDir(dir)
+	}
+	if err != nil {
+		lock.Close()
+		os.Remove(tmp)
+		if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY) {
+			return nil, ErrExist
+		}
+		return nil, err
+	}
+	return lock, nil
 }
 
 // handOverTerminal sends a terminal's master to the console socket at path,

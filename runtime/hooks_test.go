@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -124,5 +125,23 @@ func TestHooksInheritNoRuntimeDescriptors(t *testing.T) {
 		if name, fds, _ := strings.Cut(l, ": "); fds != "0 1 2 3" {
 			t.Errorf("%s hook had descriptors %s open", name, fds)
 		}
+	}
+}
+
+// A hook that leaves a process behind writing to its output does not hold
+// the create up: the runtime reads what fits in its report and goes on.
+func TestHookWithABackgroundWriterDoesNotHang(t *testing.T) {
+	e := newEnv(t)
+	b := e.bundle("true")
+	b.spec.Hooks = &specs.Hooks{CreateContainer: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "yes & sleep 0.2; exit 3"}}}}
+	done := make(chan string, 1)
+	go func() { out, _ := e.berth("run", "--bundle", b.write(t), e.id()); done <- out }()
+	select {
+	case out := <-done:
+		if !strings.Contains(out, "hooks.createContainer[0]") || !strings.Contains(out, "exit status 3") {
+			t.Fatalf("output: %.300s", out)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("run hangs on a hook's background writer")
 	}
 }

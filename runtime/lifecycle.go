@@ -139,7 +139,9 @@ func (c *Container) Kill(sig unix.Signal, all bool) error {
 		}
 		return signalAll(cg, sig)
 	}
-	if c.Status() == StatusStopped {
+	// Never kill(2) with a PID that is not the init's: 0 (a container
+	// still being created) would signal the caller's process group.
+	if c.Status() == StatusStopped || !c.initAlive() {
 		return fmt.Errorf("container %s: %w", c.s.ID, ErrNotRunning)
 	}
 	if err := unix.Kill(c.s.Pid, sig); err != nil {
@@ -171,7 +173,29 @@ func signalAll(cg cgroups.Manager, sig unix.Signal) error {
 // Delete removes a stopped or created container; force kills a running one
 // first.
 func (c *Container) Delete(force bool) error {
-	st := c.Status()
+	st := ""
+	if c.s.Creating {
+		// Hold off a create that is at work (it holds the lock), and
+		// see what one that has just finished left.
+		lock, err := lockDir(c.dir)
+		switch {
+		case err == nil:
+			defer lock.Close()
+			if err := c.reload(); err != nil {
+				return err
+			}
+			if c.s.Creating {
+				st = StatusStopped // its create died
+			}
+		case !force:
+			return fmt.Errorf("cannot delete container %s: it is being created (--force kills it)", c.s.ID)
+		default:
+			st = StatusCreating
+		}
+	}
+	if st == "" {
+		st = c.Status()
+	}
 	switch st {
 	case StatusStopped, StatusCreated:
 	default:
@@ -213,8 +237,8 @@ func (c *Container) Delete(force bool) error {
 	if err := cg.Destroy(); err != nil {
 		return err
 	}
-	if c.s.RootMountID != 0 {
-		if err := unmountRoot(c.s.Rootfs, c.s.RootMountID); err != nil {
+	if c.s.RootMount != nil {
+		if err := unmountRoot(c.s.Rootfs, *c.s.RootMount); err != nil {
 			return err
 		}
 	}

@@ -52,12 +52,38 @@ func (r *rootfs) prepare() error {
 	if err := unix.Mount(r.path, r.path, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("root.path: bind %s onto itself: %w", r.path, err)
 	}
+	err := r.openBoundRoot()
+	if err != nil && r.hostNS {
+		// On the host the bind outlives this process: take it back.
+		unix.Unmount(r.path, unix.MNT_DETACH)
+	}
+	return err
+}
+
+// openBoundRoot finishes the root's bind mount and opens it; for a container
+// on the host's mount namespace it reports the mount before anything is
+// mounted under it, so that it can always be found and taken away.
+func (r *rootfs) openBoundRoot() error {
 	if err := unix.Mount("", r.path, "", unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make the root private: %w", err)
 	}
 	f, err := os.OpenFile(r.path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("root.path: %w", err)
+	}
+	if r.hostNS {
+		m, err := mountOf(f)
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("root.path: %w", err)
+		}
+		r.req.rootMount = m
+		if r.req.onRootMount != nil {
+			if err := r.req.onRootMount(m); err != nil {
+				f.Close()
+				return fmt.Errorf("save state: %w", err)
+			}
+		}
 	}
 	r.root = f
 	return nil
@@ -843,23 +869,35 @@ func setRootPropagation(p string) error {
 	return nil
 }
 
-// mountID is the ID of the mount f is on.
-func mountID(f *os.File) (uint64, error) {
+// mountRef names a mount by its ID: the unique one (Linux 6.8+), never
+// reused, where the kernel has it; the plain one, reused once the mount is
+// gone, otherwise.
+type mountRef struct {
+	ID     uint64 `json:"id"`
+	Unique bool   `json:"unique,omitempty"`
+}
+
+// mountOf returns the mount f is on.
+func mountOf(f *os.File) (mountRef, error) {
 	var st unix.Statx_t
+	err := unix.Statx(int(f.Fd()), "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID_UNIQUE, &st)
+	if err == nil && st.Mask&unix.STATX_MNT_ID_UNIQUE != 0 {
+		return mountRef{ID: st.Mnt_id, Unique: true}, nil
+	}
 	if err := unix.Statx(int(f.Fd()), "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID, &st); err != nil {
-		return 0, err
+		return mountRef{}, err
 	}
 	if st.Mask&unix.STATX_MNT_ID == 0 {
-		return 0, errors.New("the kernel reports no mount IDs (statx STATX_MNT_ID, Linux 5.8)")
+		return mountRef{}, errors.New("the kernel reports no mount IDs (statx STATX_MNT_ID, Linux 5.8)")
 	}
-	return st.Mnt_id, nil
+	return mountRef{ID: st.Mnt_id}, nil
 }
 
 // unmountRoot detaches the bind mount of a root made for a container
 // without a mount namespace, and everything mounted under it, if the mount
-// at dir is still that one (id): whatever dir was before the container,
+// at dir is still that one (m): whatever dir was before the container,
 // a plain directory or an image's mount, stays.
-func unmountRoot(dir string, id uint64) error {
+func unmountRoot(dir string, m mountRef) error {
 	f, err := os.OpenFile(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if os.IsNotExist(err) {
@@ -868,7 +906,12 @@ func unmountRoot(dir string, id uint64) error {
 		return err
 	}
 	defer f.Close()
-	if cur, err := mountID(f); err != nil || cur != id {
+	var st unix.Statx_t
+	mask := unix.STATX_MNT_ID
+	if m.Unique {
+		mask = unix.STATX_MNT_ID_UNIQUE
+	}
+	if err := unix.Statx(int(f.Fd()), "", unix.AT_EMPTY_PATH, mask, &st); err != nil || st.Mnt_id != m.ID {
 		return err
 	}
 	if err := unix.Unmount(dir, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil {

@@ -72,6 +72,27 @@ func TestPreserveFDsRefusesTheRuntimesOwnDescriptors(t *testing.T) {
 	}
 }
 
+// The runtime's descriptors are marked close-on-exec before any filter is
+// in place, so a profile that refuses close_range and fcntl cannot keep
+// them open into the program.
+func TestSeccompCannotKeepTheRuntimesDescriptorsOpen(t *testing.T) {
+	e := newEnv(t)
+	b := e.bundle("sh", "-c", "echo /proc/self/fd/*")
+	eperm := uint(syscall.EPERM)
+	for _, nnp := range []bool{true, false} {
+		b.spec.Process.NoNewPrivileges = nnp
+		b.spec.Linux.Seccomp = &specs.LinuxSeccomp{
+			DefaultAction: specs.ActAllow,
+			Syscalls:      []specs.LinuxSyscall{{Names: []string{"close_range", "fcntl"}, Action: specs.ActErrno, ErrnoRet: &eperm}},
+		}
+		out, code := e.run(b)
+		// The shell's glob holds one more: the directory it reads.
+		if code != 0 || strings.TrimSpace(out) != "/proc/self/fd/0 /proc/self/fd/1 /proc/self/fd/2 /proc/self/fd/3" {
+			t.Fatalf("noNewPrivileges %v: exit %d: %s", nnp, code, out)
+		}
+	}
+}
+
 func TestWorkingDirectoryIsInsideTheRoot(t *testing.T) {
 	e := newEnv(t)
 	b := e.bundle("sh", "-c", "pwd; readlink /proc/self/cwd; ls ..")

@@ -35,10 +35,12 @@ type setupRequest struct {
 	noPivot bool
 	cgroupV int
 	cgPaths map[string]string
-	// rootMountID is set by the setup, for a container without a mount
-	// namespace, to the ID of the bind mount of its root it made on the
-	// host: the caller unmounts it if the create fails.
-	rootMountID uint64
+	// rootMount is set by the setup, for a container without a mount
+	// namespace, to the bind mount of its root it made on the host: the
+	// caller unmounts it if the create fails. onRootMount is told at once
+	// (on the setup's thread), to record it.
+	rootMount   mountRef
+	onRootMount func(mountRef) error
 	// runtimeHooks runs prestart and createRuntime in the runtime's own
 	// namespaces; the rootfs thread calls it through the caller's
 	// goroutine, since anything it forked itself would be in the
@@ -133,14 +135,7 @@ func setupOnThread(req *setupRequest, hooks chan chan error) (*setupResult, erro
 	if err := r.prepare(); err != nil {
 		return nil, err
 	}
-	if r.hostNS {
-		id, err := mountID(r.root)
-		if err != nil {
-			unix.Unmount(r.path, unix.MNT_DETACH)
-			return nil, fmt.Errorf("root.path: %w", err)
-		}
-		req.rootMountID = id
-	}
+
 	if err := r.mountAll(spec.Mounts); err != nil {
 		return nil, err
 	}

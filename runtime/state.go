@@ -62,9 +62,9 @@ type saved struct {
 	Annotations  map[string]string `json:"annotations,omitempty"`
 	CgroupV      int               `json:"cgroupVersion"`
 	CgroupPaths  map[string]string `json:"cgroupPaths"`
-	// RootMountID is the bind mount of the root made on the host for a
+	// RootMount is the bind mount of the root made on the host for a
 	// container without a mount namespace, which delete unmounts.
-	RootMountID uint64 `json:"rootMountID,omitempty"`
+	RootMount *mountRef `json:"rootMount,omitempty"`
 	// Creating is set until create has finished. While it runs, create
 	// holds a lock on the directory; a create that died (killed, or the
 	// machine went down) leaves the flag without the lock, and the
@@ -98,6 +98,20 @@ func checkID(id string) error {
 	if len(id) > 1024 || !idPattern.MatchString(id) || id == "." || id == ".." {
 		return fmt.Errorf("invalid container ID %q: use letters, digits and _ + - .", id)
 	}
+	return nil
+}
+
+// reload reads the container's state again.
+func (c *Container) reload() error {
+	b, err := os.ReadFile(filepath.Join(c.dir, stateFile))
+	if err != nil {
+		return err
+	}
+	var s saved
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("container %s: corrupt state: %w", c.s.ID, err)
+	}
+	c.s = s
 	return nil
 }
 
@@ -234,7 +248,11 @@ func (c *Container) Status() string {
 		if locked(c.dir) {
 			return StatusCreating
 		}
-		return StatusStopped
+		// The create has ended since the state was read: see what it
+		// left. Still creating means it died.
+		if err := c.reload(); err != nil || c.s.Creating {
+			return StatusStopped
+		}
 	}
 	if !c.initAlive() {
 		return StatusStopped

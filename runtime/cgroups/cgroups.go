@@ -117,6 +117,10 @@ func ValidateResources(r *specs.LinuxResources) error {
 	return nil
 }
 
+// ErrNoDeviceControl means the host gives no way to restrict devices: a
+// cgroup v1 layout without the devices controller.
+var ErrNoDeviceControl = errors.New("no device control on this host")
+
 // ErrSystemd is returned for a systemd-style cgroupsPath ("slice:prefix:name").
 var ErrSystemd = errors.New("systemd cgroup paths (slice:prefix:name) need the systemd cgroup driver, which Berth does not provide: use a cgroupfs path such as /berth/<id>")
 

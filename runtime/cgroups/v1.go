@@ -491,7 +491,7 @@ func (m *v1) setBlkio(b *specs.LinuxBlockIO) error {
 func (m *v1) setDevices(rules []specs.LinuxDeviceCgroup) error {
 	dir := m.path("devices")
 	if dir == "" {
-		return fieldErr("devices", errors.New("the devices cgroup controller is not mounted"))
+		return fieldErr("devices", fmt.Errorf("the devices cgroup controller is not mounted: %w", ErrNoDeviceControl))
 	}
 	for i, r := range withDefaultDevices(rules) {
 		file := "devices.deny"

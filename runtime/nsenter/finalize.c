@@ -158,6 +158,25 @@ static double now_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+// write_unsignalled writes what a pipe takes without dying of SIGPIPE when
+// its reader is gone (a hook that exits without reading its state): the
+// signal is blocked for the write and a pending one discarded, so the
+// process's dispositions and mask stay as the program should inherit them.
+static void write_unsignalled(int fd, const void *buf, size_t len)
+{
+	sigset_t pipe_set, old;
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	sigprocmask(SIG_BLOCK, &pipe_set, &old);
+	if (write(fd, buf, len) < 0) {
+		// A hook that exits first closes its end: not our error.
+	}
+	struct timespec zero = {0, 0};
+	while (sigtimedwait(&pipe_set, NULL, &zero) > 0)
+		;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
 // read_output appends what one read of fd gives to out (up to size-1 bytes
 // in all); it returns 0 at the end of the output.
 static int read_output(int fd, char *out, size_t size, size_t *n)
@@ -196,7 +215,6 @@ static int run_hooks(const struct hooks *hs, char *msg, size_t msglen)
 			// The hook gets the state and nothing else of ours: not
 			// the runtime's socket, nor the container's fifos.
 			close_above(3);
-			signal(SIGPIPE, SIG_DFL);
 			char *argv0[] = {(char *)h->path, NULL};
 			char *envp0[] = {NULL};
 			execve(h->path, h->args.n ? h->args.v : argv0, h->env.n ? h->env.v : envp0);
@@ -207,9 +225,8 @@ static int run_hooks(const struct hooks *hs, char *msg, size_t msglen)
 		// The state is small; a hook that does not read it must not
 		// block us, so write what the pipe takes.
 		fcntl(in[1], F_SETFL, O_NONBLOCK);
-		if (hs->state_len > 0 && write(in[1], hs->state, hs->state_len) < 0) {
-			// A hook that exits first closes its end: not our error.
-		}
+		if (hs->state_len > 0)
+			write_unsignalled(in[1], hs->state, hs->state_len);
 		close(in[1]);
 		// Kernels without pidfd_open (before 5.3) get polled.
 		int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
@@ -245,7 +262,7 @@ static int run_hooks(const struct hooks *hs, char *msg, size_t msglen)
 			;
 		// What the hook wrote just before it exited.
 		fcntl(out[0], F_SETFL, O_NONBLOCK);
-		while (out_open)
+		while (out_open && outn < sizeof(output) - 1)
 			out_open = read_output(out[0], output, sizeof(output), &outn);
 		close(out[0]);
 		if (pidfd >= 0)
@@ -531,6 +548,11 @@ static void finalize(const char *buf, uint32_t size, int tty_fd)
 		if (chroot(f.chroot_dir) < 0 || chdir("/") < 0)
 			die("chroot into the container's root %s", f.chroot_dir);
 	}
+	// Nothing of the runtime's reaches the program: everything above the
+	// preserved descriptors closes on exec. Done first, before any seccomp
+	// filter could refuse the system calls it takes; the descriptors stay
+	// usable until the exec.
+	close_above(3 + f.preserve);
 	// Until now the working directory was the caller's, on the host: a
 	// process in the container must not find it through /proc/1/cwd.
 	if (chdir(f.cwd) < 0)
@@ -617,20 +639,13 @@ static void finalize(const char *buf, uint32_t size, int tty_fd)
 	}
 	if (f.filter != NULL && f.nnp)
 		load_seccomp(&f);
-	// Nothing of the runtime's reaches the program: everything above the
-	// preserved descriptors closes on exec.
-	close_above(3 + f.preserve);
 	umask(f.has_umask ? f.umask_val : 022);
-	signal(SIGPIPE, SIG_DFL);
 	execve(f.path, f.args.v, f.env.n ? f.env.v : (char *[]){NULL});
 	die("exec %s", f.path);
 }
 
 void berth_finish(void)
 {
-	// A hook that exits without reading its state, or a runtime that
-	// goes away, must be an error we report, not a silent death.
-	signal(SIGPIPE, SIG_IGN);
 	for (;;) {
 		uint32_t type, size;
 		int fd;

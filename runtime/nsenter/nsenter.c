@@ -79,12 +79,30 @@ int read_all(int fd, void *buf, size_t len)
 	return 0;
 }
 
+// send_all writes to the runtime's socket. A runtime that has gone away
+// (create returns before the container starts) is EPIPE, not SIGPIPE: the
+// process must still report to the status fifo and exit with its own code.
+static void send_all(const void *buf, size_t len)
+{
+	const char *p = buf;
+	while (len > 0) {
+		ssize_t n = send(sync_fd, p, len, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
 void send_msg(uint32_t type, const void *data, uint32_t len)
 {
 	uint32_t hdr[2] = {type, len};
-	write_all(sync_fd, hdr, sizeof(hdr));
+	send_all(hdr, sizeof(hdr));
 	if (len > 0)
-		write_all(sync_fd, data, len);
+		send_all(data, len);
 }
 
 void send_msg_fd(uint32_t type, int fd)
@@ -105,7 +123,7 @@ void send_msg_fd(uint32_t type, int fd)
 	if (n < 0)
 		_exit(1);
 	if ((size_t)n < sizeof(hdr))
-		write_all(sync_fd, (char *)hdr + n, sizeof(hdr) - (size_t)n);
+		send_all((char *)hdr + n, sizeof(hdr) - (size_t)n);
 }
 
 size_t format_error(char *buf, size_t size, int err, const char *fmt, va_list ap)

@@ -201,6 +201,23 @@ func Compile(s *specs.LinuxSeccomp) ([]bpf.RawInstruction, error) {
 	if NeedsListener(s) && s.ListenerPath == "" {
 		return nil, fmt.Errorf("linux.seccomp: SCMP_ACT_NOTIFY needs a listenerPath")
 	}
+	// The notify descriptor leaves the container process by sendmsg(2),
+	// under the filter already: notifications for it would wait for an
+	// agent that has no descriptor yet. runc refuses the same (for its
+	// write(2)).
+	if s.DefaultAction == specs.ActNotify {
+		return nil, fmt.Errorf("linux.seccomp.defaultAction: SCMP_ACT_NOTIFY is not allowed as the default action (the runtime's own sendmsg to hand over the listener would wait for it)")
+	}
+	for i, sc := range s.Syscalls {
+		if sc.Action != specs.ActNotify {
+			continue
+		}
+		for _, name := range sc.Names {
+			if name == "sendmsg" || name == "socketcall" {
+				return nil, fmt.Errorf("linux.seccomp.syscalls[%d]: SCMP_ACT_NOTIFY cannot be used for %s, which hands the listener to the agent", i, name)
+			}
+		}
+	}
 
 	var arches []*archInfo
 	seen := map[*archInfo]bool{}

@@ -3,9 +3,11 @@ package runtime_test
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -189,5 +191,63 @@ func TestDeleteForceOfAPausedContainer(t *testing.T) {
 	}
 	if out, _ := e.berth("list", "-q"); strings.Contains(out, id) {
 		t.Fatalf("container still listed: %s", out)
+	}
+}
+
+// berthWithoutUnified runs the CLI in a mount namespace of its own without
+// the cgroup2 mount: a host with cgroup v1 hierarchies only, where the
+// container process starts before its cgroup exists and moves itself in.
+func (e *env) berthWithoutUnified(args ...string) (string, error) {
+	e.t.Helper()
+	if !isCgroup2("/sys/fs/cgroup/unified") {
+		e.t.Skip("needs the hybrid layout, to take its cgroup2 mount away")
+	}
+	script := `umount /sys/fs/cgroup/unified && exec "$0" "$@"`
+	cmd := exec.Command("unshare", append([]string{"-m", "sh", "-c", script, berthBin, "runtime", "--root", e.root}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func isCgroup2(path string) bool {
+	var st syscall.Statfs_t
+	return syscall.Statfs(path, &st) == nil && st.Type == 0x63677270 // CGROUP2_SUPER_MAGIC
+}
+
+func TestCgroupV1OnlyHost(t *testing.T) {
+	e := newEnv(t)
+	cgPath := "/berth-test/" + e.id()
+	b := e.bundle("cat", "/proc/self/cgroup")
+	b.spec.Linux.CgroupsPath = cgPath
+	// The container's own cgroup namespace would show "/".
+	withoutNamespace(b.spec, specs.CgroupNamespace)
+	out, err := e.berthWithoutUnified("run", "--bundle", b.write(t), e.id())
+	if err != nil {
+		t.Fatalf("run: %v: %s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	in := 0
+	for _, l := range lines {
+		if strings.HasPrefix(l, "0::") {
+			continue // the cgroup2 hierarchy, not mounted here
+		}
+		if !strings.HasSuffix(l, ":"+cgPath) {
+			t.Errorf("not in its cgroup: %s", l)
+		}
+		in++
+	}
+	if in < 5 {
+		t.Fatalf("in %d v1 hierarchies only:\n%s", in, out)
+	}
+
+	// A create that fails after the process has started leaves nothing.
+	bad := e.bundle("true")
+	bad.spec.Linux.CgroupsPath = cgPath + "-bad"
+	bad.spec.Process.Cwd = "relative"
+	id := e.id()
+	if out, err := e.berthWithoutUnified("create", "--bundle", bad.write(t), id); err == nil || !strings.Contains(out, "process.cwd") {
+		t.Fatalf("create with a bad config: %v: %s", err, out)
+	}
+	if left := e.leftovers(id, cgPath+"-bad", bad.dir); len(left) > 0 {
+		t.Fatalf("left behind: %v", left)
 	}
 }

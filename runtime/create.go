@@ -89,19 +89,35 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if p := config.CgroupsPath(raw); cgroups.IsSystemdPath(p) {
-		if r.SystemdCgroup {
-			return nil, fmt.Errorf("linux.cgroupsPath %q: %w", p, cgroups.ErrSystemd)
-		}
-		return nil, fmt.Errorf("linux.cgroupsPath %q has systemd's slice:prefix:name form, which needs --systemd-cgroup and a systemd cgroup driver; give a path such as /berth/%s", p, id)
+	// The cgroup is found (from the config and the host's mounts) while
+	// the ID is claimed, and made once it is ours; the config is decoded
+	// meanwhile.
+	type made struct {
+		cg  cgroups.Manager
+		err error
 	}
+	claimed := make(chan bool, 1)
+	cgDone := make(chan made, 1)
+	go func() {
+		m, err := r.findCgroup(raw, id)
+		if !<-claimed || err != nil {
+			cgDone <- made{nil, err}
+			return
+		}
+		if err = m.Create(); err != nil {
+			err = fmt.Errorf("linux.cgroupsPath: %w", err)
+		}
+		cgDone <- made{m, err}
+	}()
 	if err := os.MkdirAll(r.Root, 0o700); err != nil {
+		claimed <- false
 		return nil, fmt.Errorf("create root %s: %w", r.Root, err)
 	}
 	// The state directory is the claim on the ID: nothing, not even the
 	// cgroup, is made for a container before it is ours.
 	dir := filepath.Join(r.Root, id)
 	lock, err := claimDir(r.Root, dir)
+	claimed <- err == nil
 	if err != nil {
 		if errors.Is(err, ErrExist) {
 			return nil, fmt.Errorf("container %s: %w", id, ErrExist)
@@ -114,9 +130,24 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	var spec *specs.Spec
 	var sp *spawned
 	var setupReq *setupRequest
+	// Work started in the background that a failure must wait for, to
+	// undo it: the cgroup being made, the process being started.
+	type started struct {
+		sp  *spawned
+		err error
+	}
+	cgPending := true
+	var early chan started
 	defer func() {
 		if err == nil {
 			return
+		}
+		if cgPending {
+			res := <-cgDone
+			cg, cgOwned = res.cg, res.err == nil
+		}
+		if early != nil {
+			sp = (<-early).sp
 		}
 		if sp != nil {
 			sp.kill()
@@ -141,27 +172,64 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 		os.RemoveAll(dir)
 	}()
 
-	// The cgroup's directories are made while the config is decoded.
-	type made struct {
-		cg  cgroups.Manager
-		err error
+	// A container that waits for start gets the fifos start talks to it
+	// through.
+	var execF, statusF *os.File
+	if !o.Start {
+		if execF, err = mkfifo(filepath.Join(dir, execFifo)); err != nil {
+			return nil, err
+		}
+		defer execF.Close()
+		if statusF, err = mkfifo(filepath.Join(dir, statusFifo)); err != nil {
+			return nil, err
+		}
+		defer statusF.Close()
 	}
-	cgDone := make(chan made, 1)
-	go func() {
-		m, err := cgroups.New(cgroups.Options{Path: config.CgroupsPath(raw), Name: id})
-		if err != nil {
-			cgDone <- made{nil, fmt.Errorf("linux.cgroupsPath: %w", err)}
-			return
+	preserved, err := preservedFiles(o.PreserveFDs)
+	if err != nil {
+		return nil, err
+	}
+	startOpts := func(cg cgroups.Manager) *spawnOpts {
+		return &spawnOpts{
+			cgroup:    cg,
+			stdin:     o.Stdin,
+			stdout:    o.Stdout,
+			stderr:    o.Stderr,
+			preserved: preserved,
+			execFifo:  execF,
+			status:    statusF,
 		}
-		err = m.Create()
-		if err != nil {
-			err = fmt.Errorf("linux.cgroupsPath: %w", err)
+	}
+	defer func() {
+		if sp != nil {
+			sp.sync.Close()
 		}
-		cgDone <- made{m, err}
 	}()
+	// Where the process can join its cgroups after it has started (cgroup
+	// v1 only: tasks files), it starts now and gets its bootstrap once the
+	// config is decoded and the cgroup made, so that the exec of the
+	// runtime's binary overlaps both. A process that is to be cloned into
+	// a cgroup2 directory waits for it.
+	if !cgroups.UnifiedMounted() {
+		early = make(chan started, 1)
+		go func() {
+			sp, err := r.spawn(startOpts(nil))
+			early <- started{sp, err}
+		}()
+	}
 	spec, warnings, err := config.Decode(raw, bundle)
 	cgResult := <-cgDone
+	cgPending = false
 	cg = cgResult.cg
+	if early != nil {
+		st := <-early
+		early = nil
+		sp = st.sp
+		if st.err != nil {
+			err = st.err
+			return nil, err
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -200,40 +268,16 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 		return nil, err
 	}
 
-	// A container that waits for start gets the fifos start talks to it
-	// through.
-	var execF, statusF *os.File
-	if !o.Start {
-		if execF, err = mkfifo(filepath.Join(dir, execFifo)); err != nil {
+	if sp == nil {
+		if sp, err = r.spawn(startOpts(cg)); err != nil {
 			return nil, err
 		}
-		defer execF.Close()
-		if statusF, err = mkfifo(filepath.Join(dir, statusFifo)); err != nil {
-			return nil, err
-		}
-		defer statusF.Close()
 	}
-	preserved, err := preservedFiles(o.PreserveFDs)
-	if err != nil {
+	sp.uidMaps, sp.gidMaps = spec.Linux.UIDMappings, spec.Linux.GIDMappings
+	b := bootstrapFor(spec)
+	if err = sp.bootstrap(&b, cg); err != nil {
 		return nil, err
 	}
-
-	sp, err = r.spawn(&spawnOpts{
-		bootstrap: bootstrapFor(spec),
-		cgroup:    cg,
-		uidMaps:   spec.Linux.UIDMappings,
-		gidMaps:   spec.Linux.GIDMappings,
-		stdin:     o.Stdin,
-		stdout:    o.Stdout,
-		stderr:    o.Stderr,
-		preserved: preserved,
-		execFifo:  execF,
-		status:    statusF,
-	})
-	if err != nil {
-		return nil, err
-	}
-	defer sp.sync.Close()
 	// While the process starts and sets up its namespaces: the limits
 	// (in force before anything of the container runs, which is after
 	// finalize) and the config's copy.
@@ -335,6 +379,22 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	// stays (run) waits for it as a subreaper.
 	sp.child = 0
 	return c, nil
+}
+
+// findCgroup returns the manager for the config's cgroup; it makes nothing.
+func (r *Runtime) findCgroup(raw []byte, id string) (cgroups.Manager, error) {
+	p := config.CgroupsPath(raw)
+	if cgroups.IsSystemdPath(p) {
+		if r.SystemdCgroup {
+			return nil, fmt.Errorf("linux.cgroupsPath %q: %w", p, cgroups.ErrSystemd)
+		}
+		return nil, fmt.Errorf("linux.cgroupsPath %q has systemd's slice:prefix:name form, which needs --systemd-cgroup and a systemd cgroup driver; give a path such as /berth/%s", p, id)
+	}
+	m, err := cgroups.New(cgroups.Options{Path: p, Name: id})
+	if err != nil {
+		return nil, fmt.Errorf("linux.cgroupsPath: %w", err)
+	}
+	return m, nil
 }
 
 // defaultDeviceRules gives a container whose config has no device rules

@@ -93,7 +93,7 @@ func (c *Container) Exec(p *specs.Process, o *ExecOpts) (*Process, error) {
 		return nil, err
 	}
 	sp, err := c.rt.spawn(&spawnOpts{
-		bootstrap: b,
+		bootstrap: &b,
 		cgroup:    cg,
 		stdin:     o.Stdin,
 		stdout:    o.Stdout,

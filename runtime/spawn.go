@@ -36,10 +36,13 @@ func (r *Runtime) log() *slog.Logger {
 
 // spawnOpts describe a process to start in a container's namespaces.
 type spawnOpts struct {
-	bootstrap nsenter.Bootstrap
+	// bootstrap, if set, is sent at once; otherwise the caller sends it
+	// later (spawned.bootstrap), having let the process start meanwhile.
+	bootstrap *nsenter.Bootstrap
 	// cgroup is joined before anything runs in the namespaces: the
 	// process is cloned into its v2 cgroup and moves itself into the v1
-	// ones (cgroups.JoinSpec).
+	// ones (cgroups.JoinSpec). A process started before its cgroup
+	// exists (cgroup nil) can join v1 hierarchies only.
 	cgroup  cgroups.Manager
 	uidMaps []specs.LinuxIDMapping
 	gidMaps []specs.LinuxIDMapping
@@ -68,7 +71,9 @@ type spawned struct {
 	fdExecFifo, fdStatusFifo int
 	// first is the process started; maps for a new user namespace are
 	// written for it.
-	first            int
+	first int
+	// cgroup2 is the directory the process was cloned into, or "".
+	cgroup2          string
 	uidMaps, gidMaps []specs.LinuxIDMapping
 }
 
@@ -151,9 +156,7 @@ func (r *Runtime) spawn(o *spawnOpts) (*spawned, error) {
 
 	var cgroup2 string
 	if o.cgroup != nil {
-		j := o.cgroup.Join()
-		o.bootstrap.CgroupTasks = j.Tasks
-		cgroup2 = j.Cgroup2
+		cgroup2 = o.cgroup.Join().Cgroup2
 	}
 	child1, err := startInCgroup(path, env, files, cgroup2)
 	if err != nil {
@@ -161,14 +164,38 @@ func (r *Runtime) spawn(o *spawnOpts) (*spawned, error) {
 		return nil, err
 	}
 	s.child = child1
+	s.cgroup2 = cgroup2
 	child.Close()
 	s.first = child1
 	s.uidMaps, s.gidMaps = o.uidMaps, o.gidMaps
-	if err := nsenter.Send(parent, &o.bootstrap); err != nil {
-		s.kill()
-		return nil, err
+	if o.bootstrap != nil {
+		if err := s.bootstrap(o.bootstrap, o.cgroup); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
+}
+
+// bootstrap sends the process its namespaces and the v1 cgroups to move
+// into (the v2 one it was cloned into, if any).
+func (s *spawned) bootstrap(b *nsenter.Bootstrap, cg cgroups.Manager) error {
+	if cg != nil {
+		j := cg.Join()
+		b.CgroupTasks = j.Tasks
+		if j.Cgroup2 != "" && j.Cgroup2 != s.cgroup2 {
+			// Started before its cgroup existed, on a host with a
+			// cgroup2 mount in an unusual place.
+			if err := cgroups.Enter(j.Cgroup2, s.first); err != nil {
+				s.kill()
+				return err
+			}
+		}
+	}
+	if err := nsenter.Send(s.sync, b); err != nil {
+		s.kill()
+		return err
+	}
+	return nil
 }
 
 // namespaces waits until the process is in its namespaces and knows its

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -88,14 +87,18 @@ type Container struct {
 	spec *specs.Spec // loaded on first use
 }
 
-var idPattern = regexp.MustCompile(`^[\w+.-]+$`)
+// notIDRune is true for what an ID may not hold: anything but letters,
+// digits and _ + - .
+func notIDRune(r rune) bool {
+	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_+.-", r))
+}
 
 // checkID refuses IDs that could name a path outside the root.
 func checkID(id string) error {
 	if id == "" {
 		return errors.New("container ID is empty")
 	}
-	if len(id) > 1024 || !idPattern.MatchString(id) || id == "." || id == ".." {
+	if len(id) > 1024 || strings.IndexFunc(id, notIDRune) >= 0 || id == "." || id == ".." {
 		return fmt.Errorf("invalid container ID %q: use letters, digits and _ + - .", id)
 	}
 	return nil

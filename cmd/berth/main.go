@@ -1,6 +1,12 @@
 // Command berth is the whole container stack in one binary. Invoked as
 // berth-runc it is a drop-in runc; as berth it offers that CLI under
 // `berth runtime` beside the rest.
+
+// Berth sets GOMAXPROCS itself (see main); the default derived from the
+// cgroup's CPU limit costs every start a walk of /proc/self/mountinfo.
+//
+//go:debug containermaxprocs=0
+//go:debug updatemaxprocs=0
 package main
 
 import (

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -84,7 +83,17 @@ type JoinSpec struct {
 	Cgroup2 string
 }
 
-var pagesizePattern = regexp.MustCompile(`^[1-9][0-9]*[KMGT]?B$`)
+// validPagesize accepts what hugetlb's files are named by: 2MB, 1GB, 64KB.
+func validPagesize(s string) bool {
+	if !strings.HasSuffix(s, "B") {
+		return false
+	}
+	num := strings.TrimRight(strings.TrimSuffix(s, "B"), "KMGT")
+	if len(s)-len(num) < 1 || len(s)-len(num) > 2 || num == "" || num[0] == '0' {
+		return false
+	}
+	return strings.Trim(num, "0123456789") == ""
+}
 
 // ValidateResources checks the parts of linux.resources that become file
 // names or rule strings, so that no value can name a file outside the
@@ -99,7 +108,7 @@ func ValidateResources(r *specs.LinuxResources) error {
 		}
 	}
 	for i, h := range r.HugepageLimits {
-		if !pagesizePattern.MatchString(h.Pagesize) {
+		if !validPagesize(h.Pagesize) {
 			return fieldErr(fmt.Sprintf("hugepageLimits[%d].pageSize", i), fmt.Errorf("%q is not a page size such as 2MB or 1GB", h.Pagesize))
 		}
 	}
@@ -138,6 +147,25 @@ func IsV2() bool {
 		return false
 	}
 	return st.Type == unix.CGROUP2_SUPER_MAGIC
+}
+
+// UnifiedMounted reports whether a cgroup2 hierarchy is mounted where hosts
+// mount it: at /sys/fs/cgroup (v2) or /sys/fs/cgroup/unified (hybrid). Two
+// statfs calls, for deciding things before New has read the mounts.
+func UnifiedMounted() bool {
+	for _, p := range []string{unifiedMountpoint, unifiedMountpoint + "/unified"} {
+		var st unix.Statfs_t
+		if unix.Statfs(p, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+			return true
+		}
+	}
+	return false
+}
+
+// Enter moves a process into the cgroup2 directory dir: the slow way (see
+// JoinSpec), for a process that could not be cloned into it.
+func Enter(dir string, pid int) error {
+	return writeFile(dir, "cgroup.procs", strconv.Itoa(pid))
 }
 
 // New returns the manager for the host's cgroup layout. It touches nothing.

@@ -299,3 +299,16 @@ func TestV2DeviceFilterOnTheKernel(t *testing.T) {
 		t.Errorf("after allowing all: %q", got)
 	}
 }
+
+func TestPagesizesNameHugetlbFilesOnly(t *testing.T) {
+	for _, s := range []string{"2MB", "1GB", "64KB", "16GB", "4B"} {
+		if !validPagesize(s) {
+			t.Errorf("%s refused", s)
+		}
+	}
+	for _, s := range []string{"", "B", "2M", "02MB", "2MMB", "2KMB", "../2MB", "2MB/..", "2 MB", "-2MB"} {
+		if validPagesize(s) {
+			t.Errorf("%q accepted", s)
+		}
+	}
+}

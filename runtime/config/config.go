@@ -10,14 +10,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 
 	"github.com/berth-dev/berth/runtime/caps"
 	"github.com/berth-dev/berth/runtime/cgroups"
 	"github.com/berth-dev/berth/runtime/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/mod/semver"
 )
 
 // Name is the file a bundle keeps its configuration in.
@@ -170,18 +169,17 @@ func position(data []byte, off int64) (int, int) {
 	return line, col
 }
 
-var semver = regexp.MustCompile(`^(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
-
 // CheckVersion accepts every 1.x release up to the one Berth's spec types
 // describe, pre-releases included.
 func CheckVersion(v string) error {
-	m := semver.FindStringSubmatch(v)
-	if m == nil {
+	sv := "v" + v
+	// semver accepts v1 and v1.2 as shorthands; a spec version has all three.
+	core, _, _ := strings.Cut(strings.SplitN(v, "+", 2)[0], "-")
+	if !semver.IsValid(sv) || strings.Count(core, ".") != 2 {
 		return fmt.Errorf("ociVersion: %q is not a semantic version", v)
 	}
-	major, _ := strconv.Atoi(m[1])
-	minor, _ := strconv.Atoi(m[2])
-	if major != specs.VersionMajor || minor > specs.VersionMinor {
+	want := fmt.Sprintf("v%d.%d", specs.VersionMajor, specs.VersionMinor)
+	if semver.Major(sv) != semver.Major(want) || semver.Compare(semver.MajorMinor(sv), want) > 0 {
 		return fmt.Errorf("ociVersion: %s is not supported (Berth implements 1.0.0 to %s)", v, specs.Version)
 	}
 	return nil

@@ -40,7 +40,7 @@ func TestVersionsAccepted(t *testing.T) {
 			t.Errorf("%s: %v", v, err)
 		}
 	}
-	for _, v := range []string{"", "2.0.0", "0.9.0", "1.99.0", "one", "1.0"} {
+	for _, v := range []string{"", "2.0.0", "0.9.0", "1.99.0", "one", "1.0", "v1.0.0", "01.0.0", "1.0.0.0"} {
 		if err := CheckVersion(v); err == nil {
 			t.Errorf("%s accepted", v)
 		}

@@ -353,3 +353,27 @@ func TestDeleteRemovesAnEmptyStateDirectory(t *testing.T) {
 		t.Fatalf("state directory still there: %v", err)
 	}
 }
+
+// The temporary directory of a create killed before it named its state
+// directory goes at the next list, once it is old enough not to be a live
+// create's.
+func TestListRemovesAbandonedClaims(t *testing.T) {
+	e := newEnv(t)
+	e.must("list")
+	old := filepath.Join(e.root, ".creating-123")
+	young := filepath.Join(e.root, ".creating-456")
+	for _, d := range []string{old, young} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	long := time.Now().Add(-time.Hour)
+	os.Chtimes(old, long, long)
+	e.must("list")
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Errorf("abandoned claim still there: %v", err)
+	}
+	if _, err := os.Stat(young); err != nil {
+		t.Errorf("a young claim was removed: %v", err)
+	}
+}

@@ -93,31 +93,51 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	// the ID is claimed, and made once it is ours; the config is decoded
 	// meanwhile.
 	type made struct {
-		cg  cgroups.Manager
-		err error
+		cg    cgroups.Manager
+		owned bool // made, or found empty: its processes are ours
+		owner string
+		err   error
 	}
-	claimed := make(chan bool, 1)
+	claimed := make(chan string, 1) // the state directory, or ""
 	cgDone := make(chan made, 1)
+	created := time.Now().UTC()
 	go func() {
 		m, err := r.findCgroup(raw, id)
-		if !<-claimed || err != nil {
-			cgDone <- made{nil, err}
+		dir := <-claimed
+		if dir == "" || err != nil {
+			cgDone <- made{err: err}
 			return
 		}
 		if err = m.Create(); err != nil {
-			err = fmt.Errorf("linux.cgroupsPath: %w", err)
+			cgDone <- made{cg: m, err: fmt.Errorf("linux.cgroupsPath: %w", err)}
+			return
 		}
-		cgDone <- made{m, err}
+		owner := ownerName()
+		// From here on the container is visible (as creating) and,
+		// should this process die, removable: delete finds its cgroup
+		// in the state. The rest of the state follows later.
+		first := &Container{dir: dir, s: saved{
+			ID: id, Bundle: bundle, Created: created, Owner: owner,
+			CgroupV: m.Version(), CgroupPaths: m.Paths(), Creating: true,
+		}}
+		if err = first.save(); err != nil {
+			err = fmt.Errorf("save state: %w", err)
+		}
+		cgDone <- made{m, true, owner, err}
 	}()
 	if err := os.MkdirAll(r.Root, 0o700); err != nil {
-		claimed <- false
+		claimed <- ""
 		return nil, fmt.Errorf("create root %s: %w", r.Root, err)
 	}
 	// The state directory is the claim on the ID: nothing, not even the
 	// cgroup, is made for a container before it is ours.
 	dir := filepath.Join(r.Root, id)
 	lock, err := claimDir(r.Root, dir)
-	claimed <- err == nil
+	if err != nil {
+		claimed <- ""
+	} else {
+		claimed <- dir
+	}
 	if err != nil {
 		if errors.Is(err, ErrExist) {
 			return nil, fmt.Errorf("container %s: %w", id, ErrExist)
@@ -144,7 +164,7 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 		}
 		if cgPending {
 			res := <-cgDone
-			cg, cgOwned = res.cg, res.err == nil
+			cg, cgOwned = res.cg, res.owned
 		}
 		if early != nil {
 			sp = (<-early).sp
@@ -221,38 +241,31 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	cgResult := <-cgDone
 	cgPending = false
 	cg = cgResult.cg
+	cgOwned = cgResult.owned
+	var spawnErr error
 	if early != nil {
 		st := <-early
 		early = nil
-		sp = st.sp
-		if st.err != nil {
-			err = st.err
+		sp, spawnErr = st.sp, st.err
+	}
+	// The config's own errors first: they are what the user can fix.
+	for _, e := range []error{err, cgResult.err, spawnErr} {
+		if e != nil {
+			err = e
 			return nil, err
 		}
 	}
-	if err != nil {
-		return nil, err
-	}
-	if err = cgResult.err; err != nil {
-		return nil, err
-	}
-	cgOwned = true
 	c = &Container{rt: r, dir: dir, spec: spec, s: saved{
 		ID:          id,
 		Bundle:      bundle,
 		Rootfs:      spec.Root.Path,
-		Created:     time.Now().UTC(),
-		Owner:       ownerName(),
+		Created:     created,
+		Owner:       cgResult.owner,
 		Annotations: spec.Annotations,
 		CgroupV:     cg.Version(),
 		CgroupPaths: cg.Paths(),
 		Creating:    true,
 	}}
-	// From here on the container is visible (as creating) and, should
-	// this process die, removable: delete finds its cgroup in the state.
-	if err = c.save(); err != nil {
-		return nil, fmt.Errorf("save state: %w", err)
-	}
 	for _, w := range warnings {
 		r.log().Warn(w, "id", id)
 	}
@@ -433,7 +446,7 @@ func inUserNamespace() bool {
 // before it appears under its name: no other command ever sees it without
 // the lock, and a directory already there is ErrExist.
 func claimDir(root, dir string) (*os.File, error) {
-	tmp, err := os.MkdirTemp(root, ".creating-")
+	tmp, err := os.MkdirTemp(root, creatingPrefix)
 	if err != nil {
 		return nil, err
 	}
@@ -454,7 +467,11 @@ func claimDir(root, dir string) (*os.File, error) {
 			}
 			return nil, err
 		}
-		return lockDir(dir)
+		lock, err := lockDirWait(dir)
+		if err != nil {
+			os.Remove(dir)
+		}
+		return lock, err
 	}
 	if err != nil {
 		lock.Close()

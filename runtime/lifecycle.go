@@ -177,16 +177,21 @@ func (c *Container) Delete(force bool) error {
 	if c.s.Creating {
 		// Hold off a create that is at work (it holds the lock), and
 		// see what one that has just finished left.
-		lock, err := lockDir(c.dir)
+		lock, err := lockDirWait(c.dir)
 		switch {
 		case err == nil:
 			defer lock.Close()
 			if err := c.reload(); err != nil {
+				if errors.Is(err, os.ErrNotExist) {
+					return fmt.Errorf("container %s: %w", c.s.ID, ErrNotExist)
+				}
 				return err
 			}
 			if c.s.Creating {
 				st = StatusStopped // its create died
 			}
+		case !errors.Is(err, ErrCreating):
+			return err
 		case !force:
 			return fmt.Errorf("cannot delete container %s: it is being created (--force kills it)", c.s.ID)
 		default:

@@ -79,7 +79,7 @@ func (r *rootfs) openBoundRoot() error {
 		}
 		r.req.rootMount = m
 		if r.req.onRootMount != nil {
-			if err := r.req.onRootMount(m); err != nil {
+			if err := r.req.onMain(func() error { return r.req.onRootMount(m) }); err != nil {
 				f.Close()
 				return fmt.Errorf("save state: %w", err)
 			}

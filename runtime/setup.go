@@ -38,13 +38,15 @@ type setupRequest struct {
 	// rootMount is set by the setup, for a container without a mount
 	// namespace, to the bind mount of its root it made on the host: the
 	// caller unmounts it if the create fails. onRootMount is told at once
-	// (on the setup's thread), to record it.
+	// (through onMain: the thread may act as another user), to record it.
 	rootMount   mountRef
 	onRootMount func(mountRef) error
+	// onMain runs fn on the caller's goroutine; setupRootfs sets it.
+	onMain func(fn func() error) error
 	// runtimeHooks runs prestart and createRuntime in the runtime's own
 	// namespaces; the rootfs thread calls it through the caller's
-	// goroutine, since anything it forked itself would be in the
-	// container's.
+	// goroutine (onMain), since anything it forked itself would be in
+	// the container's.
 	runtimeHooks func() error
 }
 
@@ -64,21 +66,33 @@ func setupRootfs(req *setupRequest) (*setupResult, error) {
 		err error
 	}
 	done := make(chan result, 1)
-	hooks := make(chan chan error)
+	calls := make(chan mainCall)
+	req.onMain = func(fn func() error) error {
+		reply := make(chan error)
+		calls <- mainCall{fn, reply}
+		return <-reply
+	}
 	go func() {
 		// Never unlocked: the thread exits with this goroutine.
 		goruntime.LockOSThread()
-		res, err := setupOnThread(req, hooks)
+		res, err := setupOnThread(req)
 		done <- result{res, err}
 	}()
 	for {
 		select {
-		case reply := <-hooks:
-			reply <- req.runtimeHooks()
+		case c := <-calls:
+			c.reply <- c.fn()
 		case r := <-done:
 			return r.res, r.err
 		}
 	}
+}
+
+// mainCall is work the setup thread hands back to the caller's goroutine:
+// what must run in the runtime's own namespaces and credentials.
+type mainCall struct {
+	fn    func() error
+	reply chan error
 }
 
 // joinableNS are the namespaces a thread of a multi-threaded process can
@@ -88,7 +102,7 @@ var joinableNS = []specs.LinuxNamespaceType{
 	specs.NetworkNamespace, specs.IPCNamespace, specs.UTSNamespace, specs.CgroupNamespace, specs.MountNamespace,
 }
 
-func setupOnThread(req *setupRequest, hooks chan chan error) (*setupResult, error) {
+func setupOnThread(req *setupRequest) (*setupResult, error) {
 	if unix.Gettid() == unix.Getpid() {
 		// The main thread cannot be thrown away afterwards, and /proc/self
 		// would show the container's namespaces for the rest of the
@@ -146,9 +160,7 @@ func setupOnThread(req *setupRequest, hooks chan chan error) (*setupResult, erro
 	}
 	// prestart and createRuntime run now that the namespaces exist,
 	// before the root is pivoted.
-	reply := make(chan error)
-	hooks <- reply
-	if err := <-reply; err != nil {
+	if err := req.onMain(req.runtimeHooks); err != nil {
 		return nil, err
 	}
 	if spec.Hooks != nil && len(spec.Hooks.CreateContainer) > 0 {

@@ -147,6 +147,7 @@ func (r *Runtime) List() ([]*Container, error) {
 		}
 		return nil, err
 	}
+	r.removeAbandonedClaims(ents)
 	var out []*Container
 	for _, e := range ents {
 		if !e.IsDir() {
@@ -318,6 +319,56 @@ func lockDir(dir string) (*os.File, error) {
 		return nil, fmt.Errorf("lock %s: %w", dir, err)
 	}
 	return f, nil
+}
+
+// lockDirWait takes the lock like lockDir, waiting out the moment another
+// command holds it to look (locked); a create holds it much longer, and
+// is reported as ErrCreating. A directory that has gone is ErrNotExist.
+func lockDirWait(dir string) (*os.File, error) {
+	for i := 0; ; i++ {
+		f, err := lockDir(dir)
+		if err == nil {
+			return f, nil
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%s: %w", filepath.Base(dir), ErrNotExist)
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, err
+		}
+		if i == 10 {
+			return nil, ErrCreating
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// ErrCreating is returned for a container whose create is still at work.
+var ErrCreating = errors.New("container is being created")
+
+// creatingPrefix names state directories while a create claims them.
+const creatingPrefix = ".creating-"
+
+// removeAbandonedClaims removes the temporary directories of creates that
+// died before they could name theirs: unlocked, with no state in them.
+func (r *Runtime) removeAbandonedClaims(ents []os.DirEntry) {
+	for _, e := range ents {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), creatingPrefix) {
+			continue
+		}
+		dir := filepath.Join(r.Root, e.Name())
+		// A young one may be a create's that is about to lock it.
+		if info, err := e.Info(); err != nil || time.Since(info.ModTime()) < time.Minute {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(dir, stateFile)); err == nil {
+			continue
+		}
+		if lock, err := lockDir(dir); err == nil {
+			os.RemoveAll(dir)
+			lock.Close()
+		}
+	}
 }
 
 // locked reports whether a create holds dir's lock.

@@ -32,9 +32,10 @@ func init() {
 
 func main() {
 	if filepath.Base(os.Args[0]) == "berth-runc" || (len(os.Args) > 1 && os.Args[1] == "runtime") {
-		// The runtime's commands do two things at once at most (decode a
-		// config while a cgroup is made, set up a root while the caller
-		// waits); more Ps than that only add idle threads to wake.
+		// The runtime's commands overlap a few things (a config decoded
+		// while the cgroup is made and the container process starts; a
+		// root set up while the caller waits), most of them in system
+		// calls; more Ps than two only add idle threads to wake.
 		goruntime.GOMAXPROCS(min(goruntime.NumCPU(), 2))
 	}
 	var root *cobra.Command

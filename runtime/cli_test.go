@@ -106,27 +106,24 @@ func TestSeccompKillAction(t *testing.T) {
 }
 
 func TestDevicesCgroupDeniesUnlistedDevices(t *testing.T) {
-	e := newEnv(t)
-	// /dev/kmsg's numbers, which no default rule allows.
-	b := e.bundle("sh", "-c", "(exec 3</dev/mykmsg) && echo opened; cat /dev/null && echo null-ok")
-	b.spec.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/mykmsg", Type: "c", Major: 1, Minor: 11}}
-	b.spec.Linux.Resources = &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}}
-	out, _ := e.run(b)
-	if strings.Contains(out, "opened") || !strings.Contains(out, "not permitted") || !strings.Contains(out, "null-ok") {
-		t.Fatalf("output: %s", out)
+	cases := map[string]*specs.LinuxResources{
+		"deny-all rule": {Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}},
+		// A config with no device rules at all gets no device beyond
+		// the defaults: a new cgroup would otherwise allow every one.
+		"no rules": nil,
 	}
-}
-
-// A config with no device rules at all gets no device beyond the defaults:
-// a new cgroup would otherwise allow every one.
-func TestNoDeviceRulesMeansOnlyTheDefaultDevices(t *testing.T) {
-	e := newEnv(t)
-	b := e.bundle("sh", "-c", "(exec 3</dev/mykmsg) && echo opened; cat /dev/null && echo null-ok")
-	b.spec.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/mykmsg", Type: "c", Major: 1, Minor: 11}}
-	b.spec.Linux.Resources = nil
-	out, _ := e.run(b)
-	if strings.Contains(out, "opened") || !strings.Contains(out, "not permitted") || !strings.Contains(out, "null-ok") {
-		t.Fatalf("output: %s", out)
+	for name, res := range cases {
+		t.Run(strings.ReplaceAll(name, " ", "-"), func(t *testing.T) {
+			e := newEnv(t)
+			// /dev/kmsg's numbers, which no default rule allows.
+			b := e.bundle("sh", "-c", "(exec 3</dev/mykmsg) && echo opened; cat /dev/null && echo null-ok")
+			b.spec.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/mykmsg", Type: "c", Major: 1, Minor: 11}}
+			b.spec.Linux.Resources = res
+			out, _ := e.run(b)
+			if strings.Contains(out, "opened") || !strings.Contains(out, "not permitted") || !strings.Contains(out, "null-ok") {
+				t.Fatalf("output: %s", out)
+			}
+		})
 	}
 }
 

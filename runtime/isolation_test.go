@@ -49,21 +49,41 @@ func TestNewNamespacesIsolateTheContainer(t *testing.T) {
 	}
 }
 
+// namedNetns makes a network namespace with `ip netns add`, removed after
+// the test, and returns its path and inode number.
+func (e *env) namedNetns() (string, uint64) {
+	e.t.Helper()
+	name := fmt.Sprintf("berthtest%d-%d", os.Getpid(), idSeq.Add(1))
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		e.t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	e.t.Cleanup(func() { exec.Command("ip", "netns", "delete", name).Run() })
+	path := "/var/run/netns/" + name
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		e.t.Fatal(err)
+	}
+	return path, st.Ino
+}
+
+// withoutMounts drops the config's mounts of a filesystem type.
+func withoutMounts(s *specs.Spec, fstype string) {
+	var mounts []specs.Mount
+	for _, m := range s.Mounts {
+		if m.Type != fstype {
+			mounts = append(mounts, m)
+		}
+	}
+	s.Mounts = mounts
+}
+
 func TestJoiningANamespaceByPath(t *testing.T) {
 	e := newEnv(t)
-	name := fmt.Sprintf("berthtest%d", os.Getpid())
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Skipf("ip netns add: %v %s", err, out)
-	}
-	defer exec.Command("ip", "netns", "delete", name).Run()
-	var st syscall.Stat_t
-	if err := syscall.Stat("/var/run/netns/"+name, &st); err != nil {
-		t.Fatal(err)
-	}
+	path, ino := e.namedNetns()
 	b := e.bundle("readlink", "/proc/self/ns/net")
-	setNamespace(b.spec, specs.NetworkNamespace, "/var/run/netns/"+name)
+	setNamespace(b.spec, specs.NetworkNamespace, path)
 	out, code := e.run(b)
-	if want := fmt.Sprintf("net:[%d]", st.Ino); code != 0 || strings.TrimSpace(out) != want {
+	if want := fmt.Sprintf("net:[%d]", ino); code != 0 || strings.TrimSpace(out) != want {
 		t.Fatalf("exit %d, container in %q, want %s", code, out, want)
 	}
 }
@@ -98,13 +118,7 @@ func (e *env) usernsBundle(args ...string) *bundle {
 	// sysfs needs a network namespace owned by the user namespace; the
 	// default config has one. cgroup mounts need care in a user namespace:
 	// drop that mount.
-	var mounts []specs.Mount
-	for _, m := range b.spec.Mounts {
-		if m.Type != "cgroup" {
-			mounts = append(mounts, m)
-		}
-	}
-	b.spec.Mounts = mounts
+	withoutMounts(b.spec, "cgroup")
 	return b
 }
 
@@ -133,28 +147,14 @@ func TestUserNamespaceMapsRootToAnUnprivilegedHostID(t *testing.T) {
 // the host's user namespace, where it has the privilege to join.
 func TestNewUserNamespaceWithAJoinedNetworkNamespace(t *testing.T) {
 	e := newEnv(t)
-	name := "berth-test-" + strconv.Itoa(os.Getpid())
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	defer exec.Command("ip", "netns", "delete", name).Run()
-	var st syscall.Stat_t
-	if err := syscall.Stat("/var/run/netns/"+name, &st); err != nil {
-		t.Fatal(err)
-	}
+	path, ino := e.namedNetns()
 	b := e.usernsBundle("sh", "-c", "readlink /proc/self/ns/net; id -u")
-	setNamespace(b.spec, specs.NetworkNamespace, "/var/run/netns/"+name)
+	setNamespace(b.spec, specs.NetworkNamespace, path)
 	// sysfs cannot be mounted from a user namespace that does not own
 	// the network namespace.
-	var mounts []specs.Mount
-	for _, m := range b.spec.Mounts {
-		if m.Type != "sysfs" {
-			mounts = append(mounts, m)
-		}
-	}
-	b.spec.Mounts = mounts
+	withoutMounts(b.spec, "sysfs")
 	out, code := e.run(b)
-	if want := fmt.Sprintf("net:[%d]\n0", st.Ino); code != 0 || strings.TrimSpace(out) != want {
+	if want := fmt.Sprintf("net:[%d]\n0", ino); code != 0 || strings.TrimSpace(out) != want {
 		t.Fatalf("exit %d: %q, want %q", code, out, want)
 	}
 }

@@ -377,3 +377,21 @@ func TestListRemovesAbandonedClaims(t *testing.T) {
 		t.Errorf("a young claim was removed: %v", err)
 	}
 }
+
+// A pid file that cannot be written fails run before the program runs, and
+// leaves nothing behind.
+func TestUnwritablePidFileFailsBeforeTheProgramRuns(t *testing.T) {
+	e := newEnv(t)
+	b := e.bundle("touch", "/ran")
+	id := e.id()
+	out, err := e.berth("run", "--pid-file", "/nonexistent/dir/pid", "--bundle", b.write(t), id)
+	if err == nil || !strings.Contains(out, "pid file") {
+		t.Fatalf("err %v: %s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(b.rootfs, "ran")); err == nil {
+		t.Fatal("the program ran")
+	}
+	if left := e.leftovers(id, id, b.dir); len(left) > 0 {
+		t.Fatalf("left behind: %v", left)
+	}
+}

@@ -150,6 +150,7 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	var spec *specs.Spec
 	var sp *spawned
 	var setupReq *setupRequest
+	var pidFile string // written, and removed again on failure
 	// Work started in the background that a failure must wait for, to
 	// undo it: the cgroup being made, the process being started.
 	type started struct {
@@ -173,8 +174,8 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 			sp.kill()
 			_ = waitExit(sp.pid, 5*time.Second)
 		}
-		if setupReq != nil && setupReq.rootMount.ID != 0 {
-			if uerr := unmountRoot(spec.Root.Path, setupReq.rootMount); uerr != nil {
+		if c != nil && c.s.RootMount != nil {
+			if uerr := unmountRoot(c.s.Rootfs, *c.s.RootMount); uerr != nil {
 				r.log().Warn("unmount after failed create", "id", id, "err", uerr)
 			}
 		}
@@ -188,6 +189,9 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 			if derr := cg.Undo(); derr != nil {
 				r.log().Warn("remove cgroup after failed create", "id", id, "err", derr)
 			}
+		}
+		if pidFile != "" {
+			os.Remove(pidFile)
 		}
 		os.RemoveAll(dir)
 	}()
@@ -266,6 +270,9 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 		CgroupPaths: cg.Paths(),
 		Creating:    true,
 	}}
+	if h := spec.Hooks; h != nil {
+		c.s.Poststart, c.s.Poststop = h.Poststart, h.Poststop
+	}
 	for _, w := range warnings {
 		r.log().Warn(w, "id", id)
 	}
@@ -310,6 +317,14 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	if _, c.s.PidStartTime, err = procStat(sp.pid); err != nil {
 		return nil, fmt.Errorf("container process: %w", err)
 	}
+	// A pid file that cannot be written fails the create before the
+	// program runs (run) or anything waits on it.
+	if o.PidFile != "" {
+		if err = writePidFile(o.PidFile, sp.pid); err != nil {
+			return nil, err
+		}
+		pidFile = o.PidFile
+	}
 	setupReq = &setupRequest{
 		// The host now holds a mount of the container's: the state
 		// says so before anything else can fail, or kill us.
@@ -317,14 +332,13 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 			c.s.RootMount = &m
 			return c.save()
 		},
-		id:      id,
-		bundle:  bundle,
-		spec:    spec,
-		pid:     sp.pid,
-		sync:    sp.sync,
-		noPivot: o.NoPivot,
-		cgroupV: cg.Version(),
-		cgPaths: cg.Paths(),
+		createState: c.hookState(StatusCreating),
+		spec:        spec,
+		pid:         sp.pid,
+		sync:        sp.sync,
+		noPivot:     o.NoPivot,
+		cgroupV:     cg.Version(),
+		cgPaths:     cg.Paths(),
 		runtimeHooks: func() error {
 			h := spec.Hooks
 			if h == nil {
@@ -353,8 +367,7 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 		startHooks = spec.Hooks.StartContainer
 	}
 	attrs, agent, err := finalizeAttrs(spec, spec.Process, &finalizeOpts{
-		id:         id,
-		bundle:     bundle,
+		container:  c.ociState(StatusCreating),
 		pid:        sp.pid,
 		path:       setup.path,
 		home:       setup.home,
@@ -364,6 +377,7 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 		execFifo:   sp.fdExecFifo,
 		statusFifo: sp.fdStatusFifo,
 		startHooks: startHooks,
+		startState: c.hookState(StatusCreated),
 	})
 	if err != nil {
 		return nil, err
@@ -382,11 +396,6 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	}
 	if o.Start {
 		c.poststart()
-	}
-	if o.PidFile != "" {
-		if err = writePidFile(o.PidFile, sp.pid); err != nil {
-			return nil, err
-		}
 	}
 	// The init is no child of ours to reap once we exit; a caller that
 	// stays (run) waits for it as a subreaper.
@@ -490,13 +499,10 @@ func handOverTerminal(master *os.File, path string, conn *os.File) error {
 	if path != "" {
 		sock, err := console.Dial(path)
 		if err != nil {
-			return err
+			return fmt.Errorf("console socket: %w", err)
 		}
 		defer sock.Close()
 		conn = sock
-	}
-	if conn == nil {
-		return errors.New("process.terminal: no console socket to send the terminal to")
 	}
 	if err := console.SendFd(conn, "/dev/ptmx", master); err != nil {
 		return fmt.Errorf("process.terminal: send to console socket: %w", err)
@@ -534,15 +540,10 @@ func preservedFiles(n int) ([]*os.File, error) {
 
 func writePidFile(path string, pid int) error {
 	abs, err := filepath.Abs(path)
+	if err == nil {
+		err = writeAtomic(abs, []byte(strconv.Itoa(pid)), 0o644)
+	}
 	if err != nil {
-		return err
-	}
-	tmp := filepath.Join(filepath.Dir(abs), "."+filepath.Base(abs)+".tmp")
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)), 0o644); err != nil {
-		return fmt.Errorf("pid file: %w", err)
-	}
-	if err := os.Rename(tmp, abs); err != nil {
-		os.Remove(tmp)
 		return fmt.Errorf("pid file: %w", err)
 	}
 	return nil

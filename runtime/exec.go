@@ -84,13 +84,17 @@ func (c *Container) Exec(p *specs.Process, o *ExecOpts) (*Process, error) {
 		}
 		defer master.Close()
 		defer slave.Close()
-		if err := handOverTerminal(master, o.ConsoleSocket, o.Console); err != nil {
-			return nil, err
-		}
 	}
 	preserved, err := preservedFiles(o.PreserveFDs)
 	if err != nil {
 		return nil, err
+	}
+	// The terminal goes out last among what can fail here: its receiver
+	// must not get one for a process that never starts.
+	if master != nil {
+		if err := handOverTerminal(master, o.ConsoleSocket, o.Console); err != nil {
+			return nil, err
+		}
 	}
 	sp, err := c.rt.spawn(&spawnOpts{
 		bootstrap: &b,
@@ -115,8 +119,7 @@ func (c *Container) Exec(p *specs.Process, o *ExecOpts) (*Process, error) {
 		return nil, fmt.Errorf("cannot exec in container %s: its init exited", c.s.ID)
 	}
 	attrs, agent, err := finalizeAttrs(spec, p, &finalizeOpts{
-		id:         c.s.ID,
-		bundle:     c.s.Bundle,
+		container:  c.ociState(StatusRunning),
 		pid:        sp.pid,
 		path:       path,
 		home:       home,
@@ -140,6 +143,7 @@ func (c *Container) Exec(p *specs.Process, o *ExecOpts) (*Process, error) {
 	}
 	if o.PidFile != "" {
 		if err := writePidFile(o.PidFile, sp.pid); err != nil {
+			sp.kill()
 			return nil, err
 		}
 	}

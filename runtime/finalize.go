@@ -13,6 +13,7 @@ import (
 
 	"github.com/berth-dev/berth/runtime/caps"
 	"github.com/berth-dev/berth/runtime/config"
+	"github.com/berth-dev/berth/runtime/console"
 	"github.com/berth-dev/berth/runtime/nsenter"
 	"github.com/berth-dev/berth/runtime/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -21,22 +22,25 @@ import (
 
 // finalizeOpts are the facts about a container process beyond its spec.
 type finalizeOpts struct {
-	id       string
-	bundle   string
-	pid      int    // the process, as the host sees it
-	path     string // the program, resolved inside the root
-	home     string // HOME, unless the process's env sets it
-	keyring  bool   // join a session keyring of its own
-	tty      bool
-	preserve int
+	// container is the container's state: its ID, init and bundle, and
+	// the status a seccomp agent is told.
+	container specs.State
+	pid       int    // the process, as the host sees it
+	path      string // the program, resolved inside the root
+	home      string // HOME, unless the process's env sets it
+	keyring   bool   // join a session keyring of its own
+	tty       bool
+	preserve  int
 	// Descriptors of the fifos in the process, or -1 (exec).
 	execFifo, statusFifo int
 	// chroot is the root to enter when the process is not in a mount
 	// namespace whose root is the container's (exec into a container
 	// without one).
 	chroot string
-	// startHooks are run after start, before the exec (create).
+	// startHooks are run after start, before the exec (create), with
+	// startState on their stdin.
 	startHooks []specs.Hook
+	startState []byte
 }
 
 // finalizeAttrs encodes the process's last steps for finalize.c. All the
@@ -108,7 +112,7 @@ func finalizeAttrs(spec *specs.Spec, p *specs.Process, o *finalizeOpts) (a *nsen
 		a.Add(nsenter.FSched, schedAttr(s))
 	}
 	if o.keyring {
-		a.String(nsenter.FKeyring, "_ses."+o.id)
+		a.String(nsenter.FKeyring, "_ses."+o.container.ID)
 	}
 	if sc := spec.Linux.Seccomp; sc != nil {
 		raw, err := seccomp.Compile(sc)
@@ -124,19 +128,12 @@ func finalizeAttrs(spec *specs.Spec, p *specs.Process, o *finalizeOpts) (a *nsen
 		a.Add(nsenter.FSeccomp, prog)
 		a.U32(nsenter.FSeccompFlags, uint32(seccomp.FlagBits(sc)))
 		if seccomp.NeedsListener(sc) {
-			status := specs.StateCreating
-			if o.execFifo < 0 {
-				status = specs.StateRunning // an exec'd process
-			}
 			state, err := json.Marshal(specs.ContainerProcessState{
 				Version:  specs.Version,
 				Fds:      []string{specs.SeccompFdName},
 				Pid:      o.pid,
 				Metadata: sc.ListenerMetadata,
-				State: specs.State{
-					Version: specs.Version, ID: o.id, Status: status,
-					Pid: o.pid, Bundle: o.bundle, Annotations: spec.Annotations,
-				},
+				State:    o.container,
 			})
 			if err != nil {
 				return nil, nil, err
@@ -157,7 +154,7 @@ func finalizeAttrs(spec *specs.Spec, p *specs.Process, o *finalizeOpts) (a *nsen
 	}
 	if len(o.startHooks) > 0 {
 		a.String(nsenter.FHookKind, "startContainer")
-		hookAttrs(a, o.startHooks, hookStateJSON(o.id, o.pid, o.bundle, spec, StatusCreated))
+		hookAttrs(a, o.startHooks, o.startState)
 	}
 	return a, agent, nil
 }
@@ -172,15 +169,12 @@ type seccompAgent struct {
 
 // send connects to the agent and hands it listener.
 func (s *seccompAgent) send(listener *os.File) error {
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	sock, err := console.Dial(s.path)
 	if err != nil {
-		return err
+		return fmt.Errorf("linux.seccomp.listenerPath: %w", err)
 	}
-	defer unix.Close(fd)
-	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: s.path}); err != nil {
-		return fmt.Errorf("linux.seccomp.listenerPath: connect %s: %w", s.path, err)
-	}
-	if err := unix.Sendmsg(fd, s.state, unix.UnixRights(int(listener.Fd())), nil, 0); err != nil {
+	defer sock.Close()
+	if err := console.SendFd(sock, string(s.state), listener); err != nil {
 		return fmt.Errorf("linux.seccomp.listenerPath: send to %s: %w", s.path, err)
 	}
 	return nil
@@ -219,14 +213,6 @@ func hookAttrs(a *nsenter.Attrs, hooks []specs.Hook, state []byte) {
 		}
 	}
 	a.Add(nsenter.FHookState, state)
-}
-
-func hookStateJSON(id string, pid int, bundle string, spec *specs.Spec, status string) []byte {
-	b, _ := json.Marshal(specs.State{
-		Version: specs.Version, ID: id, Status: specs.ContainerState(status),
-		Pid: pid, Bundle: bundle, Annotations: spec.Annotations,
-	})
-	return b
 }
 
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -66,13 +66,8 @@ func (c *Container) Start() error {
 // poststart runs the poststart hooks; the spec makes their failures
 // warnings.
 func (c *Container) poststart() {
-	spec, err := c.Spec()
-	if err != nil {
-		c.rt.log().Warn("poststart hooks: "+err.Error(), "id", c.s.ID)
-		return
-	}
-	if h := spec.Hooks; h != nil && len(h.Poststart) > 0 {
-		if err := runHooks("poststart", h.Poststart, c.hookState(StatusRunning)); err != nil {
+	if len(c.s.Poststart) > 0 {
+		if err := runHooks("poststart", c.s.Poststart, c.hookState(StatusRunning)); err != nil {
 			c.rt.log().Warn(err.Error(), "id", c.s.ID)
 		}
 	}
@@ -212,15 +207,6 @@ func (c *Container) Delete(force bool) error {
 	if err != nil {
 		return err
 	}
-	spec, err := c.Spec()
-	if err != nil && !c.s.Creating {
-		return err
-	}
-	// A create that died may not have got as far as the config: its
-	// container has no hooks to run, and maybe mounts to undo.
-	if spec == nil {
-		spec = &specs.Spec{Linux: &specs.Linux{}}
-	}
 	if st != StatusStopped && c.s.Pid > 0 {
 		_ = unix.Kill(c.s.Pid, unix.SIGKILL)
 		if st == StatusPaused {
@@ -247,8 +233,8 @@ func (c *Container) Delete(force bool) error {
 			return err
 		}
 	}
-	if h := spec.Hooks; h != nil && len(h.Poststop) > 0 {
-		if err := runHooks("poststop", h.Poststop, c.hookState(StatusStopped)); err != nil {
+	if len(c.s.Poststop) > 0 {
+		if err := runHooks("poststop", c.s.Poststop, c.hookState(StatusStopped)); err != nil {
 			c.rt.log().Warn(err.Error(), "id", c.s.ID)
 		}
 	}
@@ -256,11 +242,9 @@ func (c *Container) Delete(force bool) error {
 }
 
 func killCgroup(cg cgroups.Manager) error {
-	// cgroup.kill (v2, Linux 5.14) kills everything at once, frozen or
-	// not, with no race against fork.
-	if k, ok := cg.(interface{ Kill() (bool, error) }); ok {
-		_, _ = k.Kill()
-	}
+	// Where it can, the kernel kills everything at once, with no race
+	// against fork; the loop below does the rest, and is the way on v1.
+	_ = cg.Kill()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		pids, err := cg.Pids()

@@ -30,9 +30,9 @@ type rootfs struct {
 	// host (delete removes them), and its root is entered by chroot.
 	hostNS bool
 	// userns is set for a container with a user namespace: what the
-	// setup creates belongs to rootUID:rootGID, the host IDs of its root.
-	userns           bool
-	rootUID, rootGID uint32
+	// setup creates belongs to the host IDs of its root
+	// (actAsContainerRoot).
+	userns bool
 }
 
 // fdPath names a descriptor for mount(2). It works until the pivot: the
@@ -77,7 +77,6 @@ func (r *rootfs) openBoundRoot() error {
 			f.Close()
 			return fmt.Errorf("root.path: %w", err)
 		}
-		r.req.rootMount = m
 		if r.req.onRootMount != nil {
 			if err := r.req.onMain(func() error { return r.req.onRootMount(m) }); err != nil {
 				f.Close()
@@ -204,8 +203,11 @@ func (r *rootfs) mountOne(m specs.Mount) error {
 		if m.Type == "sysfs" && errors.Is(err, unix.EPERM) {
 			// Without a network namespace of its own a user namespace
 			// may not mount sysfs; bind the host's read-only instead.
-			return r.bindMount(specs.Mount{Destination: m.Destination, Source: "/sys", Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}},
+			return r.bindMount(specs.Mount{Destination: m.Destination, Source: "/sys"},
 				&mountOpts{bind: true, recursive: true, flags: unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NOEXEC | unix.MS_NODEV})
+		}
+		if errors.Is(err, unix.ENODEV) {
+			return fmt.Errorf("filesystem type %q is not supported by this kernel", m.Type)
 		}
 		return err
 	}
@@ -417,7 +419,7 @@ func (r *rootfs) mountCgroup(m specs.Mount, o *mountOpts) error {
 		return fmt.Errorf("create mount point: %w", err)
 	}
 	defer dest.Close()
-	ns := newNamespaceIn(r.req.spec, specs.CgroupNamespace)
+	ns := config.NewNamespace(r.req.spec, specs.CgroupNamespace)
 	if r.req.cgroupV == 2 {
 		if ns {
 			return unix.Mount("cgroup2", fdPath(dest), "cgroup2", o.flags, "")
@@ -482,15 +484,6 @@ func (r *rootfs) mountCgroup(m specs.Mount, o *mountOpts) error {
 	return nil
 }
 
-func newNamespaceIn(spec *specs.Spec, t specs.LinuxNamespaceType) bool {
-	for _, ns := range spec.Linux.Namespaces {
-		if ns.Type == t && ns.Path == "" {
-			return true
-		}
-	}
-	return false
-}
-
 // copyUp copies the tree under src into dst (tmpcopyup).
 func copyUp(src, dst *os.File) error {
 	// The trailing slash makes the walk enter the magic link's directory.
@@ -540,13 +533,14 @@ func copyUp(src, dst *os.File) error {
 }
 
 type device struct {
-	path        string
-	typ         uint32
-	major       int64
-	minor       int64
-	mode        uint32
-	uid, gid    uint32
-	fromDefault bool
+	path     string
+	typ      uint32
+	major    int64
+	minor    int64
+	mode     uint32
+	uid, gid uint32
+	// index is the device's place in linux.devices, or -1 for a default.
+	index int
 }
 
 var defaultDevices = []device{
@@ -572,13 +566,13 @@ func hostDev(mounts []specs.Mount) bool {
 
 // createDevices makes the default device nodes, the config's, and the
 // links the spec lists (/dev/fd, /dev/stdin, ..., /dev/ptmx).
-func (r *rootfs) createDevices(spec *specs.Spec, inUserns bool) error {
+func (r *rootfs) createDevices() error {
 	devs := append([]device(nil), defaultDevices...)
 	for i := range devs {
-		devs[i].fromDefault = true
+		devs[i].index = -1
 	}
-	for _, d := range spec.Linux.Devices {
-		dev := device{path: d.Path, major: d.Major, minor: d.Minor, mode: 0o666}
+	for i, d := range r.req.spec.Linux.Devices {
+		dev := device{path: d.Path, major: d.Major, minor: d.Minor, mode: 0o666, index: i}
 		switch d.Type {
 		case "c", "u":
 			dev.typ = unix.S_IFCHR
@@ -609,12 +603,12 @@ func (r *rootfs) createDevices(spec *specs.Spec, inUserns bool) error {
 	}
 	old := unix.Umask(0)
 	defer unix.Umask(old)
-	for i, d := range devs {
-		if err := r.makeDevice(d, inUserns); err != nil {
-			if d.fromDefault {
+	for _, d := range devs {
+		if err := r.makeDevice(d); err != nil {
+			if d.index < 0 {
 				return fmt.Errorf("default device %s: %w", d.path, err)
 			}
-			return fmt.Errorf("linux.devices[%d] (%s): %w", i-len(defaultDevices), d.path, err)
+			return fmt.Errorf("linux.devices[%d] (%s): %w", d.index, d.path, err)
 		}
 	}
 	dev, err := r.mkdirIn("/dev")
@@ -639,14 +633,14 @@ func (r *rootfs) createDevices(spec *specs.Spec, inUserns bool) error {
 	return nil
 }
 
-func (r *rootfs) makeDevice(d device, inUserns bool) error {
+func (r *rootfs) makeDevice(d device) error {
 	parent, err := r.mkdirIn(filepath.Dir(d.path))
 	if err != nil {
 		return err
 	}
 	defer parent.Close()
 	name := filepath.Base(d.path)
-	if inUserns && d.typ != unix.S_IFIFO {
+	if r.userns && d.typ != unix.S_IFIFO {
 		// mknod is not allowed in a user namespace: bind the host's node.
 		f, err := r.mkfileIn(d.path)
 		if err != nil {
@@ -666,26 +660,21 @@ func (r *rootfs) makeDevice(d device, inUserns bool) error {
 	return nil
 }
 
-// pivot makes the prepared root the process's root. With noPivot it moves
-// the root over / and chroots instead, for roots pivot_root cannot handle
-// (a ramdisk's).
-func (r *rootfs) pivot(noPivot bool) error {
-	if r.hostNS {
-		// pivot_root here would move the host's root: chroot instead.
+// pivot makes the prepared root the thread's root, and the root of
+// every process in the mount namespace. With --no-pivot it moves the root
+// over / and chroots instead, for roots pivot_root cannot handle (a
+// ramdisk's); in the host's mount namespace it only chroots (pivot_root
+// would move the host's root). A chroot changes this thread's root only:
+// the caller hands the process its root then (MsgRoot).
+func (r *rootfs) pivot() error {
+	if r.hostNS || r.req.noPivot {
 		if err := unix.Chdir(r.path); err != nil {
 			return err
 		}
-		if err := unix.Chroot("."); err != nil {
-			return fmt.Errorf("chroot: %w", err)
-		}
-		return unix.Chdir("/")
-	}
-	if noPivot {
-		if err := unix.Chdir(r.path); err != nil {
-			return err
-		}
-		if err := unix.Mount(r.path, "/", "", unix.MS_MOVE, ""); err != nil {
-			return fmt.Errorf("move root: %w", err)
+		if !r.hostNS {
+			if err := unix.Mount(r.path, "/", "", unix.MS_MOVE, ""); err != nil {
+				return fmt.Errorf("move root: %w", err)
+			}
 		}
 		if err := unix.Chroot("."); err != nil {
 			return fmt.Errorf("chroot: %w", err)
@@ -818,7 +807,7 @@ func readonlyPaths(root *os.File, paths []string) error {
 			}
 			return fmt.Errorf("linux.readonlyPaths[%d] (%s): %w", i, p, err)
 		}
-		err = remountReadonly(f, true)
+		err = remountReadonly(f)
 		f.Close()
 		if err != nil {
 			return fmt.Errorf("linux.readonlyPaths[%d] (%s): %w", i, p, err)
@@ -827,22 +816,16 @@ func readonlyPaths(root *os.File, paths []string) error {
 	return nil
 }
 
-// remountReadonly binds f onto itself read-only (the whole tree below it
-// if recursive). A detached clone takes the flag before it is attached.
-func remountReadonly(f *os.File, recursive bool) error {
-	flags := uint(unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC | unix.AT_EMPTY_PATH)
-	attrFlags := uint(unix.AT_EMPTY_PATH)
-	if recursive {
-		flags |= unix.AT_RECURSIVE
-		attrFlags |= unix.AT_RECURSIVE
-	}
-	tree, err := unix.OpenTree(int(f.Fd()), "", flags)
+// remountReadonly binds f, and the whole tree below it, onto itself
+// read-only. A detached clone takes the flag before it is attached.
+func remountReadonly(f *os.File) error {
+	tree, err := unix.OpenTree(int(f.Fd()), "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH|unix.AT_RECURSIVE)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(tree)
 	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
-	if err := unix.MountSetattr(tree, "", attrFlags, &attr); err != nil {
+	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
 		return err
 	}
 	return unix.MoveMount(tree, "", int(f.Fd()), "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH)
@@ -879,18 +862,19 @@ type mountRef struct {
 
 // mountOf returns the mount f is on.
 func mountOf(f *os.File) (mountRef, error) {
+	// Kernels without unique IDs answer with the plain one, and say so
+	// in the mask.
 	var st unix.Statx_t
-	err := unix.Statx(int(f.Fd()), "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID_UNIQUE, &st)
-	if err == nil && st.Mask&unix.STATX_MNT_ID_UNIQUE != 0 {
-		return mountRef{ID: st.Mnt_id, Unique: true}, nil
-	}
-	if err := unix.Statx(int(f.Fd()), "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID, &st); err != nil {
+	if err := unix.Statx(int(f.Fd()), "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID_UNIQUE, &st); err != nil {
 		return mountRef{}, err
 	}
-	if st.Mask&unix.STATX_MNT_ID == 0 {
-		return mountRef{}, errors.New("the kernel reports no mount IDs (statx STATX_MNT_ID, Linux 5.8)")
+	switch {
+	case st.Mask&unix.STATX_MNT_ID_UNIQUE != 0:
+		return mountRef{ID: st.Mnt_id, Unique: true}, nil
+	case st.Mask&unix.STATX_MNT_ID != 0:
+		return mountRef{ID: st.Mnt_id}, nil
 	}
-	return mountRef{ID: st.Mnt_id}, nil
+	return mountRef{}, errors.New("the kernel reports no mount IDs (statx STATX_MNT_ID, Linux 5.8)")
 }
 
 // unmountRoot detaches the bind mount of a root made for a container

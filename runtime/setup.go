@@ -27,19 +27,18 @@ import (
 
 // setupRequest is what the rootfs thread needs.
 type setupRequest struct {
-	id      string
-	bundle  string
 	spec    *specs.Spec
 	pid     int      // the container process
 	sync    *os.File // its socket
 	noPivot bool
 	cgroupV int
 	cgPaths map[string]string
-	// rootMount is set by the setup, for a container without a mount
-	// namespace, to the bind mount of its root it made on the host: the
-	// caller unmounts it if the create fails. onRootMount is told at once
-	// (through onMain: the thread may act as another user), to record it.
-	rootMount   mountRef
+	// createState is the state createContainer hooks read.
+	createState []byte
+	// onRootMount is told, for a container without a mount namespace,
+	// of the bind mount of its root the setup made on the host, at once
+	// (through onMain: the thread may act as another user), to record
+	// it: the caller unmounts it if the create fails, delete otherwise.
 	onRootMount func(mountRef) error
 	// onMain runs fn on the caller's goroutine; setupRootfs sets it.
 	onMain func(fn func() error) error
@@ -154,7 +153,7 @@ func setupOnThread(req *setupRequest) (*setupResult, error) {
 		return nil, err
 	}
 	if !hostDev(spec.Mounts) {
-		if err := r.createDevices(spec, r.userns); err != nil {
+		if err := r.createDevices(); err != nil {
 			return nil, err
 		}
 	}
@@ -166,7 +165,7 @@ func setupOnThread(req *setupRequest) (*setupResult, error) {
 	if spec.Hooks != nil && len(spec.Hooks.CreateContainer) > 0 {
 		var a nsenter.Attrs
 		a.String(nsenter.FHookKind, "createContainer")
-		hookAttrs(&a, spec.Hooks.CreateContainer, hookStateJSON(req.id, req.pid, req.bundle, spec, StatusCreating))
+		hookAttrs(&a, spec.Hooks.CreateContainer, req.createState)
 		if err := nsenter.SendMsgFD(req.sync, nsenter.MsgHooks, a.Bytes(), -1); err != nil {
 			return nil, err
 		}
@@ -175,7 +174,7 @@ func setupOnThread(req *setupRequest) (*setupResult, error) {
 		}
 	}
 	r.root.Close()
-	if err := r.pivot(req.noPivot); err != nil {
+	if err := r.pivot(); err != nil {
 		return nil, err
 	}
 	res := &setupResult{}
@@ -284,7 +283,6 @@ func (r *rootfs) actAsContainerRoot() error {
 		gid = 0
 	}
 	r.userns = true
-	r.rootUID, r.rootGID = uid, gid
 	unix.Setfsgid(int(gid))
 	unix.Setfsuid(int(uid))
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -43,9 +42,7 @@ type spawnOpts struct {
 	// process is cloned into its v2 cgroup and moves itself into the v1
 	// ones (cgroups.JoinSpec). A process started before its cgroup
 	// exists (cgroup nil) can join v1 hierarchies only.
-	cgroup  cgroups.Manager
-	uidMaps []specs.LinuxIDMapping
-	gidMaps []specs.LinuxIDMapping
+	cgroup cgroups.Manager
 	// Standard descriptors; nil means /dev/null.
 	stdin  *os.File
 	stdout *os.File
@@ -167,7 +164,6 @@ func (r *Runtime) spawn(o *spawnOpts) (*spawned, error) {
 	s.cgroup2 = cgroup2
 	child.Close()
 	s.first = child1
-	s.uidMaps, s.gidMaps = o.uidMaps, o.gidMaps
 	if o.bootstrap != nil {
 		if err := s.bootstrap(o.bootstrap, o.cgroup); err != nil {
 			return nil, err
@@ -318,11 +314,11 @@ func startInCgroup(path string, env []string, files []uintptr, dir string) (int,
 	if pid, err = syscall.ForkExec(path, argv, attr); err != nil {
 		return 0, fmt.Errorf("start container process: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
+	if err := cgroups.Enter(dir, pid); err != nil {
 		_ = unix.Kill(pid, unix.SIGKILL)
 		var ws unix.WaitStatus
 		_, _ = unix.Wait4(pid, &ws, 0, nil)
-		return 0, fmt.Errorf("join cgroup %s: %w", dir, err)
+		return 0, fmt.Errorf("join cgroup: %w", err)
 	}
 	return pid, nil
 }

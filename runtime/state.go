@@ -61,6 +61,10 @@ type saved struct {
 	Annotations  map[string]string `json:"annotations,omitempty"`
 	CgroupV      int               `json:"cgroupVersion"`
 	CgroupPaths  map[string]string `json:"cgroupPaths"`
+	// Poststart and Poststop are the config's hooks that run after
+	// create has returned: start and delete need no config for them.
+	Poststart []specs.Hook `json:"poststart,omitempty"`
+	Poststop  []specs.Hook `json:"poststop,omitempty"`
 	// RootMount is the bind mount of the root made on the host for a
 	// container without a mount namespace, which delete unmounts.
 	RootMount *mountRef `json:"rootMount,omitempty"`
@@ -123,17 +127,12 @@ func (r *Runtime) Load(id string) (*Container, error) {
 	if err := checkID(id); err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(r.Root, id)
-	b, err := os.ReadFile(filepath.Join(dir, stateFile))
-	if err != nil {
+	c := &Container{rt: r, dir: filepath.Join(r.Root, id), s: saved{ID: id}}
+	if err := c.reload(); err != nil {
 		if os.IsNotExist(err) {
 			return nil, fmt.Errorf("container %s: %w", id, ErrNotExist)
 		}
 		return nil, err
-	}
-	c := &Container{rt: r, dir: dir}
-	if err := json.Unmarshal(b, &c.s); err != nil {
-		return nil, fmt.Errorf("container %s: corrupt state: %w", id, err)
 	}
 	return c, nil
 }
@@ -191,20 +190,26 @@ func (c *Container) save() error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(filepath.Join(c.dir, stateFile), b)
+	return writeAtomic(filepath.Join(c.dir, stateFile), b, 0o600)
 }
 
 // saveConfig records the container's config.
 func (c *Container) saveConfig(raw []byte) error {
-	return writeAtomic(filepath.Join(c.dir, configFile), raw)
+	return writeAtomic(filepath.Join(c.dir, configFile), raw, 0o600)
 }
 
-func writeAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+// writeAtomic replaces path with b: readers see the old file or the new,
+// never part of one.
+func writeAtomic(path string, b []byte, perm os.FileMode) error {
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err := os.WriteFile(tmp, b, perm); err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
 }
 
 func (c *Container) cgroup() (cgroups.Manager, error) {
@@ -292,9 +297,10 @@ func (c *Container) State() *State {
 	return st
 }
 
-// hookState is the state hooks read on stdin.
-func (c *Container) hookState(status string) []byte {
-	s := specs.State{
+// ociState is the container's state as hooks and seccomp agents get it,
+// with the status they are told.
+func (c *Container) ociState(status string) specs.State {
+	return specs.State{
 		Version:     specs.Version,
 		ID:          c.s.ID,
 		Status:      specs.ContainerState(status),
@@ -302,7 +308,11 @@ func (c *Container) hookState(status string) []byte {
 		Bundle:      c.s.Bundle,
 		Annotations: c.s.Annotations,
 	}
-	b, _ := json.Marshal(s)
+}
+
+// hookState is the state hooks read on stdin.
+func (c *Container) hookState(status string) []byte {
+	b, _ := json.Marshal(c.ociState(status))
 	return b
 }
 

@@ -82,10 +82,11 @@ func Unknown(c *specs.LinuxCapabilities) []string {
 	return out
 }
 
-// Bounding returns the calling thread's bounding set.
+// Bounding returns the calling thread's bounding set, as far as this
+// package knows the capabilities' names.
 func Bounding() []string {
 	var out []string
-	for c := 0; c <= Last(); c++ {
+	for c := 0; c <= min(Last(), len(names)-1); c++ {
 		if r, _ := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(c), 0, 0, 0); r == 1 {
 			out = append(out, names[c])
 		}

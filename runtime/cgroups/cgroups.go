@@ -32,10 +32,8 @@ type Manager interface {
 	// Undo removes the directories Create made and no others: a cgroup
 	// that existed before a failed create is left as it was.
 	Undo() error
-	// Apply moves a process into the cgroup.
-	Apply(pid int) error
-	// Join says how a process about to start gets into the cgroup without
-	// Apply: see JoinSpec.
+	// Join says how a process about to start gets into the cgroup: see
+	// JoinSpec.
 	Join() JoinSpec
 	// Set writes resource limits. It is used at create and by update.
 	Set(r *specs.LinuxResources) error
@@ -44,6 +42,10 @@ type Manager interface {
 	Freeze(frozen bool) error
 	// Frozen reports whether the cgroup is frozen.
 	Frozen() (bool, error)
+	// Kill sends SIGKILL to every process in the cgroup at once, frozen
+	// or not, where the kernel can (v2's cgroup.kill, Linux 5.14);
+	// otherwise it returns errors.ErrUnsupported.
+	Kill() error
 	// Pids lists the processes in the cgroup, including its descendants.
 	Pids() ([]int, error)
 	// Stats reads usage counters.

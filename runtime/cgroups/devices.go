@@ -155,11 +155,7 @@ func DeviceFilter(rules []specs.LinuxDeviceCgroup) ([]Insn, error) {
 // cgroup directory, replacing a program attached there before. The attach
 // belongs to the cgroup, so the filter stays after this process exits.
 func attachDeviceFilter(dir string, rules []specs.LinuxDeviceCgroup) error {
-	for i, r := range rules {
-		if err := ValidateDeviceRule(r); err != nil {
-			return fmt.Errorf("devices[%d]: %w", i, err)
-		}
-	}
+	// Set has checked the rules (ValidateResources).
 	insns, err := DeviceFilter(withDefaultDevices(rules))
 	if err != nil {
 		return err

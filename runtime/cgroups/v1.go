@@ -145,15 +145,6 @@ func inheritCpuset(dir string) error {
 	return nil
 }
 
-func (m *v1) Apply(pid int) error {
-	for _, p := range m.paths {
-		if err := writeFile(p, "cgroup.procs", strconv.Itoa(pid)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 func (m *v1) Join() JoinSpec {
 	var j JoinSpec
 	for key, p := range m.paths {
@@ -575,6 +566,8 @@ func (m *v1) Undo() error {
 	m.made = nil
 	return err
 }
+
+func (m *v1) Kill() error { return errors.ErrUnsupported }
 
 func (m *v1) Destroy() error {
 	var errs []error

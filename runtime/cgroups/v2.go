@@ -92,10 +92,6 @@ func enableControllers(dir string, enable []string) error {
 	return nil
 }
 
-func (m *v2) Apply(pid int) error {
-	return writeFile(m.dir, "cgroup.procs", strconv.Itoa(pid))
-}
-
 func (m *v2) Join() JoinSpec { return JoinSpec{Cgroup2: m.dir} }
 
 func (m *v2) write(field, file, value string) error {
@@ -376,14 +372,12 @@ func (m *v2) Frozen() (bool, error) {
 
 func (m *v2) Pids() ([]int, error) { return readPids(m.dir) }
 
-// Kill sends SIGKILL to every process in the cgroup at once, where the kernel
-// has cgroup.kill (5.14 and later). It reports whether it could.
-func (m *v2) Kill() (bool, error) {
+func (m *v2) Kill() error {
 	err := writeFile(m.dir, "cgroup.kill", "1")
-	if err != nil && errors.Is(err, os.ErrNotExist) {
-		return false, nil
+	if errors.Is(err, os.ErrNotExist) {
+		return errors.ErrUnsupported
 	}
-	return err == nil, err
+	return err
 }
 
 func (m *v2) Undo() error {

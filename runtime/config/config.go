@@ -464,7 +464,7 @@ func checkSysctl(spec *specs.Spec, key string) error {
 	k := strings.ReplaceAll(key, "/", ".")
 	switch {
 	case ipcSysctls[k] || strings.HasPrefix(k, "fs.mqueue."):
-		if NewNamespace(spec, specs.IPCNamespace) || HasNamespace(spec, specs.IPCNamespace) {
+		if HasNamespace(spec, specs.IPCNamespace) {
 			return nil
 		}
 		return errors.New("an IPC sysctl needs an IPC namespace")

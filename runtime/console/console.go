@@ -26,7 +26,9 @@ func Size(f *os.File) (rows, cols uint16, err error) {
 	return ws.Row, ws.Col, nil
 }
 
-// SendFd sends f over the connected unix socket sock, with name as payload.
+// SendFd sends f over the connected unix socket sock, with name as payload
+// (for a terminal its name, as runc's receivers expect; for a seccomp
+// listener the state the agent reads).
 func SendFd(sock *os.File, name string, f *os.File) error {
 	if name == "" {
 		name = f.Name()
@@ -71,7 +73,7 @@ func Dial(path string) (*os.File, error) {
 	}
 	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("connect to console socket %s: %w", path, err)
+		return nil, fmt.Errorf("connect to %s: %w", path, err)
 	}
 	return os.NewFile(uintptr(fd), path), nil
 }

@@ -16,6 +16,7 @@ package seccomp
 import (
 	"fmt"
 	goruntime "runtime"
+	"slices"
 	"sort"
 	"strings"
 
@@ -149,10 +150,17 @@ func action(a specs.LinuxSeccompAction, errnoRet *uint) (uint32, error) {
 }
 
 // Validate checks a seccomp section without compiling it, with errors that
-// name the offending field.
+// name the offending field. Compile makes the same checks.
 func Validate(s *specs.LinuxSeccomp) error {
-	_, err := Compile(s)
-	return err
+	if _, _, err := checkProfile(s); err != nil {
+		return err
+	}
+	for i, sc := range s.Syscalls {
+		if _, _, err := checkSyscall(i, sc); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // NeedsListener reports whether the profile uses SCMP_ACT_NOTIFY.
@@ -186,76 +194,17 @@ type sysRules struct {
 // Compile translates s into a BPF program for the native architecture and
 // the ones s lists.
 func Compile(s *specs.LinuxSeccomp) ([]bpf.RawInstruction, error) {
-	defRet, err := action(s.DefaultAction, s.DefaultErrnoRet)
+	defRet, arches, err := checkProfile(s)
 	if err != nil {
-		return nil, fmt.Errorf("linux.seccomp.defaultAction: %w", err)
+		return nil, err
 	}
-	for i, f := range s.Flags {
-		if _, ok := knownFlags[f]; !ok {
-			return nil, fmt.Errorf("linux.seccomp.flags[%d]: unknown flag %q", i, f)
-		}
-	}
-	if s.ListenerPath != "" && !strings.HasPrefix(s.ListenerPath, "/") {
-		return nil, fmt.Errorf("linux.seccomp.listenerPath: %q is not absolute", s.ListenerPath)
-	}
-	if NeedsListener(s) && s.ListenerPath == "" {
-		return nil, fmt.Errorf("linux.seccomp: SCMP_ACT_NOTIFY needs a listenerPath")
-	}
-	// The notify descriptor leaves the container process by sendmsg(2),
-	// under the filter already: notifications for it would wait for an
-	// agent that has no descriptor yet. runc refuses the same (for its
-	// write(2)).
-	if s.DefaultAction == specs.ActNotify {
-		return nil, fmt.Errorf("linux.seccomp.defaultAction: SCMP_ACT_NOTIFY is not allowed as the default action (the runtime's own sendmsg to hand over the listener would wait for it)")
-	}
-	for i, sc := range s.Syscalls {
-		if sc.Action != specs.ActNotify {
-			continue
-		}
-		for _, name := range sc.Names {
-			if name == "sendmsg" || name == "socketcall" {
-				return nil, fmt.Errorf("linux.seccomp.syscalls[%d]: SCMP_ACT_NOTIFY cannot be used for %s, which hands the listener to the agent", i, name)
-			}
-		}
-	}
-
-	var arches []*archInfo
-	seen := map[*archInfo]bool{}
-	addArch := func(a *archInfo) {
-		if !seen[a] {
-			seen[a] = true
-			arches = append(arches, a)
-		}
-	}
-	native := archByName[nativeArch]
-	if native == nil {
-		return nil, fmt.Errorf("linux.seccomp: no syscall table for this machine (%s)", goruntime.GOARCH)
-	}
-	addArch(native)
-	for i, name := range s.Architectures {
-		if !knownArches[name] {
-			return nil, fmt.Errorf("linux.seccomp.architectures[%d]: unknown architecture %q", i, name)
-		}
-		if a := archByName[name]; a != nil {
-			addArch(a)
-		}
-	}
-
 	// Rules per arch, per syscall number, in the order the profile gives.
 	perArch := make([]map[uint32]*sysRules, len(arches))
 	for i := range perArch {
 		perArch[i] = map[uint32]*sysRules{}
 	}
 	for i, sc := range s.Syscalls {
-		field := fmt.Sprintf("linux.seccomp.syscalls[%d]", i)
-		ret, err := action(sc.Action, sc.ErrnoRet)
-		if err != nil {
-			return nil, fmt.Errorf("%s.action: %w", field, err)
-		}
-		if len(sc.Names) == 0 {
-			return nil, fmt.Errorf("%s.names: empty", field)
-		}
-		alts, err := splitConditions(field+".args", sc.Args)
+		ret, alts, err := checkSyscall(i, sc)
 		if err != nil {
 			return nil, err
 		}
@@ -277,7 +226,91 @@ func Compile(s *specs.LinuxSeccomp) ([]bpf.RawInstruction, error) {
 			}
 		}
 	}
+	return emitProgram(arches, perArch, defRet)
+}
 
+// checkProfile checks the profile's own fields and returns the default
+// action's return value and the architectures to filter, native first.
+func checkProfile(s *specs.LinuxSeccomp) (uint32, []*archInfo, error) {
+	defRet, err := action(s.DefaultAction, s.DefaultErrnoRet)
+	if err != nil {
+		return 0, nil, fmt.Errorf("linux.seccomp.defaultAction: %w", err)
+	}
+	for i, f := range s.Flags {
+		if _, ok := knownFlags[f]; !ok {
+			return 0, nil, fmt.Errorf("linux.seccomp.flags[%d]: unknown flag %q", i, f)
+		}
+	}
+	if s.ListenerPath != "" && !strings.HasPrefix(s.ListenerPath, "/") {
+		return 0, nil, fmt.Errorf("linux.seccomp.listenerPath: %q is not absolute", s.ListenerPath)
+	}
+	if NeedsListener(s) && s.ListenerPath == "" {
+		return 0, nil, fmt.Errorf("linux.seccomp: SCMP_ACT_NOTIFY needs a listenerPath")
+	}
+	// The notify descriptor leaves the container process by sendmsg(2),
+	// under the filter already: notifications for it would wait for an
+	// agent that has no descriptor yet. runc refuses the same (for its
+	// write(2)).
+	if s.DefaultAction == specs.ActNotify {
+		return 0, nil, fmt.Errorf("linux.seccomp.defaultAction: SCMP_ACT_NOTIFY is not allowed as the default action (the runtime's own sendmsg to hand over the listener would wait for it)")
+	}
+	for i, sc := range s.Syscalls {
+		if sc.Action != specs.ActNotify {
+			continue
+		}
+		for _, name := range sc.Names {
+			if name == "sendmsg" || name == "socketcall" {
+				return 0, nil, fmt.Errorf("linux.seccomp.syscalls[%d]: SCMP_ACT_NOTIFY cannot be used for %s, which hands the listener to the agent", i, name)
+			}
+		}
+	}
+
+	var arches []*archInfo
+	seen := map[*archInfo]bool{}
+	addArch := func(a *archInfo) {
+		if !seen[a] {
+			seen[a] = true
+			arches = append(arches, a)
+		}
+	}
+	native := archByName[nativeArch]
+	if native == nil {
+		return 0, nil, fmt.Errorf("linux.seccomp: no syscall table for this machine (%s)", goruntime.GOARCH)
+	}
+	addArch(native)
+	for i, name := range s.Architectures {
+		if !knownArches[name] {
+			return 0, nil, fmt.Errorf("linux.seccomp.architectures[%d]: unknown architecture %q", i, name)
+		}
+		if a := archByName[name]; a != nil {
+			addArch(a)
+		}
+	}
+
+	return defRet, arches, nil
+}
+
+// checkSyscall checks syscalls[i] and returns its action's return value and
+// the alternatives its conditions stand for.
+func checkSyscall(i int, sc specs.LinuxSyscall) (uint32, [][]specs.LinuxSeccompArg, error) {
+	field := fmt.Sprintf("linux.seccomp.syscalls[%d]", i)
+	ret, err := action(sc.Action, sc.ErrnoRet)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s.action: %w", field, err)
+	}
+	if len(sc.Names) == 0 {
+		return 0, nil, fmt.Errorf("%s.names: empty", field)
+	}
+	alts, err := splitConditions(field+".args", sc.Args)
+	if err != nil {
+		return 0, nil, err
+	}
+	return ret, alts, nil
+}
+
+// emitProgram lays the rules out as BPF: a dispatch on the architecture,
+// then each architecture's rules.
+func emitProgram(arches []*archInfo, perArch []map[uint32]*sysRules, defRet uint32) ([]bpf.RawInstruction, error) {
 	p := &program{}
 	refuses := defRet != retAllow && defRet != retLog
 	// Dispatch on the architecture. x86_64 and x32 share an audit value.
@@ -292,7 +325,7 @@ func Compile(s *specs.LinuxSeccomp) ([]bpf.RawInstruction, error) {
 	}
 	p.ret(retKillThread)
 
-	hasX32 := seen[archByName[specs.ArchX32]]
+	hasX32 := slices.Contains(arches, archX32)
 	for ai, a := range arches {
 		if a == archX32 {
 			continue // emitted with x86_64

@@ -296,7 +296,10 @@ func TestBadProfilesNameTheField(t *testing.T) {
 	for _, c := range cases {
 		_, err := Compile(&c.s)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("got %v, want an error naming %s", err, c.want)
+			t.Errorf("Compile: got %v, want an error naming %s", err, c.want)
+		}
+		if err := Validate(&c.s); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Validate: got %v, want an error naming %s", err, c.want)
 		}
 	}
 }

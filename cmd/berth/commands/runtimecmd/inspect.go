@@ -20,6 +20,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/opencontainers/runtime-spec/specs-go/features"
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 )
 
 func (g *globals) execCmd() *cobra.Command {
@@ -157,6 +158,7 @@ func (g *globals) exec(c *runtime.Container, p *specs.Process, o *runtime.ExecOp
 	if recv != nil {
 		tty, err = console.RecvFd(recv)
 		if err != nil {
+			_ = unix.Kill(proc.Pid, unix.SIGKILL)
 			return err
 		}
 		term = runtime.AttachTerminal(tty)

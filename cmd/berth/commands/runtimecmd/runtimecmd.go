@@ -52,7 +52,8 @@ stopped; run does all three for a container in the foreground.
 State of each container is kept under --root. Invoked as berth-runc, this
 binary accepts exactly what runc does, so containerd, podman and docker can
 use it as their runtime.`,
-		Version:       version.Long(),
+		// The long form reads the build info: only when it is asked for.
+		Version:       version.Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -64,7 +65,8 @@ use it as their runtime.`,
 			}
 		},
 	}
-	cmd.SetVersionTemplate("{{.Version}}\n")
+	cobra.AddTemplateFunc("longVersion", version.Long)
+	cmd.SetVersionTemplate("{{longVersion}}\n")
 	f := cmd.PersistentFlags()
 	f.StringVar(&g.root, "root", DefaultRoot, "directory for the state of containers")
 	f.StringVar(&g.log, "log", "", "write logs to this file instead of stderr")

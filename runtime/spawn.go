@@ -246,7 +246,7 @@ func (s *spawned) finalize(a *nsenter.Attrs, tty *os.File, agent *seccompAgent) 
 		case typ == nsenter.MsgReady:
 			return nil
 		case typ == nsenter.MsgError:
-			return errors.New(string(data))
+			return nsenter.MsgErr(data)
 		case typ == nsenter.MsgListener && agent != nil && f != nil:
 			err := agent.send(f)
 			f.Close()
@@ -272,7 +272,7 @@ func (s *spawned) waitExec() error {
 	typ, data, err := nsenter.ReadMsg(s.sync)
 	switch {
 	case err == nil && typ == nsenter.MsgError:
-		return errors.New(string(data))
+		return nsenter.MsgErr(data)
 	case err == nil:
 		return fmt.Errorf("unexpected message type %d", typ)
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):

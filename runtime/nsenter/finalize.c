@@ -40,9 +40,6 @@
 #define PR_CAP_AMBIENT_RAISE 2
 #define PR_CAP_AMBIENT_CLEAR_ALL 4
 #endif
-#ifndef CLOSE_RANGE_CLOEXEC
-#define CLOSE_RANGE_CLOEXEC (1U << 2)
-#endif
 #ifndef KEYCTL_JOIN_SESSION_KEYRING
 #define KEYCTL_JOIN_SESSION_KEYRING 1
 #endif
@@ -88,18 +85,6 @@ static uint64_t u64(const struct tlv *t)
 		fail("attribute %u is not 64 bits", t->kind);
 	memcpy(&v, t->val, 8);
 	return v;
-}
-
-// close_above marks every descriptor from low up close-on-exec.
-static void close_above(unsigned int low)
-{
-	if (syscall(SYS_close_range, low, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
-		return;
-	long max = sysconf(_SC_OPEN_MAX);
-	if (max < 0 || max > 1 << 20)
-		max = 1 << 20;
-	for (long fd = low; fd < max; fd++)
-		fcntl((int)fd, F_SETFD, FD_CLOEXEC);
 }
 
 struct hook {
@@ -214,7 +199,7 @@ static int run_hooks(const struct hooks *hs, char *msg, size_t msglen)
 			dup2(out[1], 2);
 			// The hook gets the state and nothing else of ours: not
 			// the runtime's socket, nor the container's fifos.
-			close_above(3);
+			close_from(3, CLOSE_RANGE_CLOEXEC);
 			char *argv0[] = {(char *)h->path, NULL};
 			char *envp0[] = {NULL};
 			execve(h->path, h->args.n ? h->args.v : argv0, h->env.n ? h->env.v : envp0);
@@ -432,27 +417,6 @@ static void parse_final(struct final *f, const char *buf, uint32_t size)
 		fail("finalize: no working directory");
 }
 
-// after_ready is where failures can no longer go to the parent, which has
-// returned (create): they go to the status pipe, where start reads them.
-static int after_ready;
-static int status_fd = -1;
-
-__attribute__((noreturn, format(printf, 1, 2))) static void die(const char *fmt, ...)
-{
-	char buf[1024];
-	int saved = errno;
-	va_list ap;
-	va_start(ap, fmt);
-	size_t n = format_error(buf, sizeof(buf), saved, fmt, ap);
-	va_end(ap);
-	if (status_fd >= 0) {
-		write_all(status_fd, "error: ", 7);
-		write_all(status_fd, buf, n);
-	}
-	send_msg(MSG_ERROR, buf, (uint32_t)n);
-	_exit(after_ready ? 127 : 1);
-}
-
 static void load_seccomp(const struct final *f)
 {
 	struct sock_fprog prog = {.len = (unsigned short)f->filter_len, .filter = (struct sock_filter *)f->filter};
@@ -461,7 +425,7 @@ static void load_seccomp(const struct final *f)
 		flags |= SECCOMP_FILTER_FLAG_NEW_LISTENER;
 	long r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog);
 	if (r < 0)
-		die("linux.seccomp: install filter (flags %#x)", flags);
+		fail("linux.seccomp: install filter (flags %#x)", flags);
 	if (!f->listener)
 		return;
 	// The runtime hands the notify descriptor on to the agent at
@@ -504,21 +468,21 @@ static void set_user_and_caps(const struct final *f)
 		if (f->caps[0] & (1ULL << c))
 			continue;
 		if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
-			die("process.capabilities.bounding: drop capability %u", c);
+			fail("process.capabilities.bounding: drop capability %u", c);
 	}
 	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
-		die("keep capabilities");
+		fail("keep capabilities");
 	gid_t groups[f->ngroups + 1];
 	for (size_t i = 0; i < f->ngroups; i++)
 		groups[i] = f->groups[i];
 	if (syscall(SYS_setgroups, f->ngroups, groups) < 0 && !(errno == EPERM && f->ngroups == 0 && setgroups_denied()))
-		die("process.user.additionalGids");
+		fail("process.user.additionalGids");
 	if (syscall(SYS_setresgid, f->gid, f->gid, f->gid) < 0)
-		die("process.user.gid (%u)", f->gid);
+		fail("process.user.gid (%u)", f->gid);
 	if (syscall(SYS_setresuid, f->uid, f->uid, f->uid) < 0)
-		die("process.user.uid (%u)", f->uid);
+		fail("process.user.uid (%u)", f->uid);
 	if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
-		die("reset keep capabilities");
+		fail("reset keep capabilities");
 	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
 	struct __user_cap_data_struct data[2];
 	for (int i = 0; i < 2; i++) {
@@ -527,14 +491,14 @@ static void set_user_and_caps(const struct final *f)
 		data[i].inheritable = (uint32_t)(f->caps[3] >> (32 * i));
 	}
 	if (syscall(SYS_capset, &hdr, data) < 0)
-		die("process.capabilities: set capabilities");
+		fail("process.capabilities: set capabilities");
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
-		die("clear ambient capabilities");
+		fail("clear ambient capabilities");
 	for (uint32_t c = 0; c <= f->last_cap; c++) {
 		if (!(f->caps[4] & (1ULL << c)))
 			continue;
 		if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) < 0)
-			die("process.capabilities.ambient: raise capability %u (it must be permitted and inheritable too)", c);
+			fail("process.capabilities.ambient: raise capability %u (it must be permitted and inheritable too)", c);
 	}
 }
 
@@ -546,48 +510,48 @@ static void finalize(const char *buf, uint32_t size, int tty_fd)
 
 	if (f.chroot_dir != NULL) {
 		if (chroot(f.chroot_dir) < 0 || chdir("/") < 0)
-			die("chroot into the container's root %s", f.chroot_dir);
+			fail("chroot into the container's root %s", f.chroot_dir);
 	}
 	// Nothing of the runtime's reaches the program: everything above the
 	// preserved descriptors closes on exec. Done first, before any seccomp
 	// filter could refuse the system calls it takes; the descriptors stay
 	// usable until the exec.
-	close_above(3 + f.preserve);
+	close_from(3 + f.preserve, CLOSE_RANGE_CLOEXEC);
 	// Until now the working directory was the caller's, on the host: a
 	// process in the container must not find it through /proc/1/cwd.
 	if (chdir(f.cwd) < 0)
-		die("process.cwd (%s)", f.cwd);
+		fail("process.cwd (%s)", f.cwd);
 	if (f.tty) {
 		if (tty_fd < 0)
-			die("process.terminal: no terminal was passed");
+			fail("process.terminal: no terminal was passed");
 		if (setsid() < 0)
-			die("setsid");
+			fail("setsid");
 		for (int fd = 0; fd < 3; fd++)
 			if (dup2(tty_fd, fd) < 0)
-				die("dup terminal");
+				fail("dup terminal");
 		if (ioctl(0, TIOCSCTTY, 0) < 0)
-			die("set controlling terminal");
+			fail("set controlling terminal");
 		if (tty_fd > 2)
 			close(tty_fd);
 	}
 	for (size_t i = 0; i < f.nrlimits; i++) {
 		struct rlimit r = {.rlim_cur = f.rlimits[i].cur, .rlim_max = f.rlimits[i].max};
 		if (setrlimit((int)f.rlimits[i].res, &r) < 0)
-			die("process.rlimits[%zu] (resource %u soft %llu hard %llu)", i, f.rlimits[i].res,
+			fail("process.rlimits[%zu] (resource %u soft %llu hard %llu)", i, f.rlimits[i].res,
 			    (unsigned long long)f.rlimits[i].cur, (unsigned long long)f.rlimits[i].max);
 	}
 	if (f.oom != NULL) {
 		int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
 		if (fd < 0 || write(fd, f.oom, strlen(f.oom)) < 0)
-			die("process.oomScoreAdj (%s)", f.oom);
+			fail("process.oomScoreAdj (%s)", f.oom);
 		close(fd);
 	}
 	if (f.has_personality && personality((unsigned long)f.personality_val) < 0)
-		die("linux.personality");
+		fail("linux.personality");
 	if (f.has_ioprio && syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0, f.ioprio) < 0)
-		die("process.ioPriority");
+		fail("process.ioPriority");
 	if (f.has_sched && syscall(SYS_sched_setattr, 0, f.sched, 0) < 0)
-		die("process.scheduler");
+		fail("process.scheduler");
 	if (f.keyring != NULL) {
 		// A keyring of its own; kernels that refuse keep the old one.
 		syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, f.keyring);
@@ -598,7 +562,7 @@ static void finalize(const char *buf, uint32_t size, int tty_fd)
 	// descriptor; everything after runs under it, as it would in runc.
 	if (f.filter != NULL && f.listener) {
 		if (f.nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-			die("process.noNewPrivileges");
+			fail("process.noNewPrivileges");
 		load_seccomp(&f);
 		f.filter = NULL;
 	}
@@ -613,18 +577,18 @@ static void finalize(const char *buf, uint32_t size, int tty_fd)
 			n = read(f.exec_fifo, &b, 1);
 		while (n < 0 && errno == EINTR);
 		if (n != 1)
-			die("wait for start");
+			fail("wait for start");
 		close(f.exec_fifo);
 	}
 	if (f.start_hooks.n > 0) {
 		char msg[1024];
 		if (run_hooks(&f.start_hooks, msg, sizeof(msg)) < 0) {
 			errno = 0;
-			die("%s", msg);
+			fail("%s", msg);
 		}
 	}
 	if (f.nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-		die("process.noNewPrivileges");
+		fail("process.noNewPrivileges");
 	// Without no_new_privs the filter needs CAP_SYS_ADMIN, which goes with
 	// the capabilities below: install it first.
 	if (f.filter != NULL && !f.nnp)
@@ -641,7 +605,20 @@ static void finalize(const char *buf, uint32_t size, int tty_fd)
 		load_seccomp(&f);
 	umask(f.has_umask ? f.umask_val : 022);
 	execve(f.path, f.args.v, f.env.n ? f.env.v : (char *[]){NULL});
-	die("exec %s", f.path);
+	fail("exec %s", f.path);
+}
+
+// reply_error answers a request with an error (and strerror(errno)); the
+// process goes on serving.
+__attribute__((format(printf, 1, 2))) static void reply_error(const char *fmt, ...)
+{
+	char buf[512];
+	int saved = errno;
+	va_list ap;
+	va_start(ap, fmt);
+	size_t n = format_error(buf, sizeof(buf), saved, fmt, ap);
+	va_end(ap);
+	send_msg(MSG_ERROR, buf, (uint32_t)n);
 }
 
 void berth_finish(void)
@@ -692,9 +669,7 @@ void berth_finish(void)
 			char target[64];
 			snprintf(target, sizeof(target), "/proc/self/fd/%d", fd);
 			if (mount(source, target, fstype, (unsigned long)flags, data) < 0) {
-				char err[256];
-				snprintf(err, sizeof(err), "mount %s: %s", fstype ? fstype : "", strerror(errno));
-				send_msg(MSG_ERROR, err, (uint32_t)strlen(err));
+				reply_error("mount %s", fstype ? fstype : "");
 			} else {
 				send_msg(MSG_OK, NULL, 0);
 			}
@@ -705,9 +680,7 @@ void berth_finish(void)
 			if (fd < 0)
 				fail("root: no directory descriptor");
 			if (fchdir(fd) < 0 || chroot(".") < 0 || chdir("/") < 0) {
-				char err[256];
-				snprintf(err, sizeof(err), "enter the container's root: %s", strerror(errno));
-				send_msg(MSG_ERROR, err, (uint32_t)strlen(err));
+				reply_error("enter the container's root");
 			} else {
 				send_msg(MSG_OK, NULL, 0);
 			}

@@ -48,6 +48,8 @@ struct join {
 };
 
 int sync_fd = -1;
+int status_fd = -1;
+int after_ready;
 
 void write_all(int fd, const void *buf, size_t len)
 {
@@ -148,8 +150,29 @@ void fail(const char *fmt, ...)
 	va_start(ap, fmt);
 	size_t n = format_error(buf, sizeof(buf), saved, fmt, ap);
 	va_end(ap);
+	if (status_fd >= 0) {
+		write_all(status_fd, "error: ", 7);
+		write_all(status_fd, buf, n);
+	}
 	send_msg(MSG_ERROR, buf, (uint32_t)n);
-	_exit(1);
+	_exit(after_ready ? 127 : 1);
+}
+
+void close_from(unsigned int low, unsigned int flags)
+{
+	if (syscall(SYS_close_range, low, ~0U, flags) == 0)
+		return;
+	// Before 5.9 (5.11 for CLOSE_RANGE_CLOEXEC): one by one, as far as
+	// the limit goes.
+	long max = sysconf(_SC_OPEN_MAX);
+	if (max < 0 || max > 1 << 20)
+		max = 1 << 20;
+	for (long fd = low; fd < max; fd++) {
+		if (flags & CLOSE_RANGE_CLOEXEC)
+			fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+		else
+			close((int)fd);
+	}
 }
 
 char *recv_msg(uint32_t *type, uint32_t *len, int *fd)
@@ -266,27 +289,24 @@ static void unshare_rest(uint32_t clone_flags, const char *time_offsets, size_t 
 
 __attribute__((constructor)) static void berth_nsenter(void)
 {
-	if (getenv("_BERTH_PAUSE") != NULL) {
+	if (getenv(ENV_PAUSE) != NULL) {
 		for (;;)
 			pause();
 	}
-	const char *env = getenv("_BERTH_INIT_FD");
+	const char *env = getenv(ENV_INIT_FD);
 	if (env == NULL || *env == '\0')
 		return;
 	sync_fd = atoi(env);
-	const char *nfds = getenv("_BERTH_INIT_NFDS");
+	const char *nfds = getenv(ENV_INIT_NFDS);
 	if (nfds == NULL || atoi(nfds) <= sync_fd)
 		_exit(1);
-	if (syscall(SYS_close_range, (unsigned int)atoi(nfds), ~0U, 0) < 0) {
-		// Before 5.9: close one by one, as far as the limit goes.
-		long max = sysconf(_SC_OPEN_MAX);
-		for (long fd = atoi(nfds); fd < max; fd++)
-			close((int)fd);
-	}
+	close_from((unsigned int)atoi(nfds), 0);
 
 	uint32_t type, size;
 	int unused_fd;
 	char *msg = recv_msg(&type, &size, &unused_fd);
+	if (unused_fd >= 0)
+		close(unused_fd);
 	if (type != MSG_BOOTSTRAP)
 		fail("nsenter: unexpected bootstrap message type %u", type);
 
@@ -366,6 +386,8 @@ __attribute__((constructor)) static void berth_nsenter(void)
 		uint32_t ack, acklen;
 		int ackfd;
 		free(recv_msg(&ack, &acklen, &ackfd));
+		if (ackfd >= 0)
+			close(ackfd);
 		if (ack != MSG_USERMAP_ACK)
 			fail("nsenter: expected the user map acknowledgement, got message %u", ack);
 		become_root();

@@ -129,10 +129,7 @@ func (a *Attrs) Bytes() []byte { return a.b }
 
 // SendMsgFD writes one framed message with fd (if >= 0) attached.
 func SendMsgFD(sock *os.File, typ uint32, data []byte, fd int) error {
-	buf := make([]byte, 8, 8+len(data))
-	binary.LittleEndian.PutUint32(buf[0:], typ)
-	binary.LittleEndian.PutUint32(buf[4:], uint32(len(data)))
-	buf = append(buf, data...)
+	buf := frame(typ, data)
 	var oob []byte
 	if fd >= 0 {
 		oob = unix.UnixRights(fd)
@@ -161,7 +158,7 @@ func Expect(r io.Reader, want uint32) error {
 	case want:
 		return nil
 	case MsgError:
-		return errors.New(string(data))
+		return MsgErr(data)
 	}
 	return fmt.Errorf("unexpected message type %d (waiting for %d)", typ, want)
 }
@@ -261,35 +258,34 @@ type Bootstrap struct {
 
 // Encode serializes b for the constructor.
 func (b *Bootstrap) Encode() []byte {
-	var out []byte
-	attr := func(kind uint32, val []byte) {
-		out = binary.LittleEndian.AppendUint32(out, kind)
-		out = binary.LittleEndian.AppendUint32(out, uint32(len(val)))
-		out = append(out, val...)
-	}
-	attr(attrCloneFlags, binary.LittleEndian.AppendUint32(nil, uint32(b.CloneFlags)))
+	var a Attrs
+	a.U32(attrCloneFlags, uint32(b.CloneFlags))
 	for _, j := range b.Joins {
 		v := binary.LittleEndian.AppendUint32(nil, uint32(j.Type))
-		v = append(v, j.Path...)
-		v = append(v, 0)
-		attr(attrNsPath, v)
+		a.Add(attrNsPath, append(append(v, j.Path...), 0))
 	}
 	if b.TimeOffsets != "" {
-		attr(attrTimeOffsets, []byte(b.TimeOffsets))
+		a.Add(attrTimeOffsets, []byte(b.TimeOffsets))
 	}
 	for _, t := range b.CgroupTasks {
-		attr(attrCgroupTasks, append([]byte(t), 0))
+		a.String(attrCgroupTasks, t)
 	}
-	return out
+	return a.Bytes()
 }
 
 // WriteMsg writes one framed message.
 func WriteMsg(w io.Writer, typ uint32, data []byte) error {
+	_, err := w.Write(frame(typ, data))
+	return err
+}
+
+// frame lays out a message: a little-endian header {type, length}, then the
+// payload.
+func frame(typ uint32, data []byte) []byte {
 	buf := make([]byte, 8, 8+len(data))
 	binary.LittleEndian.PutUint32(buf[0:], typ)
 	binary.LittleEndian.PutUint32(buf[4:], uint32(len(data)))
-	_, err := w.Write(append(buf, data...))
-	return err
+	return append(buf, data...)
 }
 
 // ReadMsg reads one framed message.
@@ -309,6 +305,9 @@ func ReadMsg(r io.Reader) (uint32, []byte, error) {
 	}
 	return typ, data, nil
 }
+
+// MsgErr is the error a MsgError message carries.
+func MsgErr(data []byte) error { return errors.New(string(data)) }
 
 // ErrEarlyExit means the process closed the socket before reporting its PID.
 var ErrEarlyExit = errors.New("process exited during namespace setup")
@@ -350,7 +349,7 @@ func Await(rw io.ReadWriter, writeMaps func() error) (int, error) {
 			}
 			return int(int32(binary.LittleEndian.Uint32(data))), nil
 		case MsgError:
-			return 0, errors.New(string(data))
+			return 0, MsgErr(data)
 		default:
 			return 0, fmt.Errorf("unexpected message type %d during namespace setup", typ)
 		}

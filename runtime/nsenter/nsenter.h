@@ -8,6 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
 // Messages on the bootstrap socket: a little-endian header {type, len} and
 // len bytes of payload; descriptors travel with the header as SCM_RIGHTS.
 enum {
@@ -78,7 +82,18 @@ struct tlv {
 	const char *val;
 };
 
+// Environment variables the runtime starts the process with (nsenter.go
+// has the same names).
+#define ENV_INIT_FD "_BERTH_INIT_FD"
+#define ENV_INIT_NFDS "_BERTH_INIT_NFDS"
+#define ENV_PAUSE "_BERTH_PAUSE"
+
 extern int sync_fd;
+// status_fd is the status fifo once the process has one (-1 before);
+// after_ready is set once create has returned: fail then reports there,
+// where start reads it, and exits 127 as a failed exec does.
+extern int status_fd;
+extern int after_ready;
 
 void write_all(int fd, const void *buf, size_t len);
 int read_all(int fd, void *buf, size_t len);
@@ -88,7 +103,12 @@ void send_msg_fd(uint32_t type, int fd);
 // format_error formats an error message into buf, with strerror(err) after
 // it unless err is 0, and returns its length.
 size_t format_error(char *buf, size_t size, int err, const char *fmt, va_list ap);
+// fail reports an error (with strerror(errno), if set) to the runtime and
+// the status fifo, and exits.
 __attribute__((noreturn, format(printf, 1, 2))) void fail(const char *fmt, ...);
+// close_from closes, or with CLOSE_RANGE_CLOEXEC marks close-on-exec,
+// every descriptor from low up.
+void close_from(unsigned int low, unsigned int flags);
 // recv_msg reads one message into a malloc'd, NUL-terminated buffer; *fd
 // gets a descriptor sent with it, or -1. It exits on EOF: the runtime is gone.
 char *recv_msg(uint32_t *type, uint32_t *len, int *fd);

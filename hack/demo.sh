@@ -4,12 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+source hack/lib.sh
 # A static busybox is the root filesystem: it runs with no libraries.
-if ! dpkg -s busybox-static >/dev/null 2>&1; then
-	echo ">> installing busybox-static"
-	apt-get update -qq >/dev/null || true
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null
-fi
+need_packages busybox-static "${build_packages[@]}"
+need_go
 
 echo ">> building berth"
 make -s build

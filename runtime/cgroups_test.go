@@ -127,15 +127,11 @@ func TestKillAllSignalsEveryProcess(t *testing.T) {
 	withoutNamespace(b.spec, specs.PIDNamespace)
 	id := e.runningContainer(b)
 	waitFor(t, "three processes", func() bool {
-		var pids []int
-		json.Unmarshal([]byte(e.must("ps", "--format", "json", id)), &pids)
-		return len(pids) == 3
+		return len(e.pids(id)) == 3
 	})
 	e.must("kill", "--all", id, "KILL")
 	waitFor(t, "all processes to die", func() bool {
-		var pids []int
-		json.Unmarshal([]byte(e.must("ps", "--format", "json", id)), &pids)
-		return len(pids) == 0
+		return len(e.pids(id)) == 0
 	})
 }
 

@@ -1,7 +1,6 @@
 package runtime_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -18,8 +17,8 @@ import (
 func TestRunForwardsSignalsToTheContainer(t *testing.T) {
 	e := newEnv(t)
 	b := e.bundle("sh", "-c", `trap 'echo got TERM; exit 7' TERM; echo ready; while true; do sleep 0.05; done`)
-	cmd := exec.Command(berthBin, "runtime", "--root", e.root, "run", "--bundle", b.write(t), e.id())
-	var out bytes.Buffer
+	cmd := e.cmd("run", "--bundle", b.write(t), e.id())
+	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -57,7 +56,7 @@ func TestRunRelaysATerminal(t *testing.T) {
 	b.spec.Process.Terminal = true
 	master, slave := openPty(t)
 	defer master.Close()
-	cmd := exec.Command(berthBin, "runtime", "--root", e.root, "run", "--bundle", b.write(t), e.id())
+	cmd := e.cmd("run", "--bundle", b.write(t), e.id())
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -65,14 +64,16 @@ func TestRunRelaysATerminal(t *testing.T) {
 	slave.Close()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	var out bytes.Buffer
+	var out syncBuffer
+	read := make(chan struct{})
 	go func() {
+		defer close(read)
 		buf := make([]byte, 1024)
 		for {
 			n, err := master.Read(buf)
 			out.Write(buf[:n])
 			if err != nil {
-				return
+				return // EIO once the last holder of the terminal is gone
 			}
 		}
 	}()
@@ -87,7 +88,12 @@ func TestRunRelaysATerminal(t *testing.T) {
 		cmd.Process.Kill()
 		t.Fatalf("run did not finish; output %q", out.String())
 	}
-	time.Sleep(50 * time.Millisecond)
+	// All the output is in once the terminal has hung up.
+	select {
+	case <-read:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the terminal stayed open; output %q", out.String())
+	}
 	if !strings.Contains(out.String(), "you said hello") {
 		t.Fatalf("output %q", out.String())
 	}

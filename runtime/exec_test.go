@@ -89,9 +89,7 @@ func TestExecDetachedWritesThePidFile(t *testing.T) {
 	if !strings.HasPrefix(string(cmdline), "sleep\x00999") {
 		t.Fatalf("pid file %s names %q", data, cmdline)
 	}
-	var pids []int
-	json.Unmarshal([]byte(e.must("ps", "--format", "json", id)), &pids)
-	if len(pids) != 2 {
+	if pids := e.pids(id); len(pids) != 2 {
 		t.Fatalf("ps: %v", pids)
 	}
 }

@@ -1,16 +1,19 @@
 package runtime_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/fixture"
 	"github.com/berth-dev/berth/runtime/config"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -19,10 +22,7 @@ import (
 // These tests drive the berth binary through its runc command line, as root,
 // against busybox bundles: real namespaces, mounts and cgroups.
 
-var (
-	berthBin string // built once in TestMain
-	busybox  string
-)
+var berthBin string // built once in TestMain
 
 func TestMain(m *testing.M) {
 	os.Exit(testMain(m))
@@ -37,24 +37,22 @@ func testMain(m *testing.M) int {
 	// not ours to pass on: the tests check what the runtime itself lets
 	// through to containers and hooks.
 	_ = unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
-	var err error
-	busybox, err = exec.LookPath("busybox")
-	if err != nil {
-		fmt.Println("busybox-static is needed (apt-get install busybox-static)")
-		return 1
-	}
 	dir, err := os.MkdirTemp("", "berth-runtime-test")
 	if err != nil {
 		panic(err)
 	}
 	defer os.RemoveAll(dir)
-	berthBin = filepath.Join(dir, "berth")
-	out, err := exec.Command("go", "build", "-o", berthBin, "github.com/berth-dev/berth/cmd/berth").CombinedOutput()
-	if err != nil {
-		fmt.Printf("build berth: %v\n%s", err, out)
+	if berthBin, err = fixture.BuildBerth(dir); err != nil {
+		fmt.Println(err)
 		return 1
 	}
-	return m.Run()
+	code := m.Run()
+	// The parents of the tests' cgroups (cgroupsPath /berth-test/<id>,
+	// /berth-test-bad/<id>).
+	if err := fixture.RemoveCgroups("berth-test", "berth-test-bad"); err != nil {
+		fmt.Println("cgroups left behind:", err)
+	}
+	return code
 }
 
 var idSeq atomic.Int64
@@ -87,8 +85,13 @@ func (e *env) berth(args ...string) (string, error) {
 	return e.berthIn("", args...)
 }
 
+// cmd is the CLI with args, on this test's runtime root, not yet started.
+func (e *env) cmd(args ...string) *exec.Cmd {
+	return exec.Command(berthBin, append([]string{"runtime", "--root", e.root}, args...)...)
+}
+
 func (e *env) berthIn(dir string, args ...string) (string, error) {
-	cmd := exec.Command(berthBin, append([]string{"runtime", "--root", e.root}, args...)...)
+	cmd := e.cmd(args...)
 	cmd.Dir = dir
 	// A file, not a pipe: a detached container inherits these and keeps
 	// them open long after the command returns.
@@ -102,6 +105,17 @@ func (e *env) berthIn(dir string, args ...string) (string, error) {
 	err = cmd.Run()
 	data, _ := os.ReadFile(out.Name())
 	return string(data), err
+}
+
+// pids is what ps --format json lists for a container.
+func (e *env) pids(id string) []int {
+	e.t.Helper()
+	var pids []int
+	out := e.must("ps", "--format", "json", id)
+	if err := json.Unmarshal([]byte(out), &pids); err != nil {
+		e.t.Fatalf("ps --format json: %v: %s", err, out)
+	}
+	return pids
 }
 
 // must runs the CLI and fails the test on error.
@@ -125,25 +139,9 @@ func (e *env) bundle(args ...string) *bundle {
 	e.t.Helper()
 	dir := e.t.TempDir()
 	rootfs := filepath.Join(dir, "rootfs")
-	for _, d := range []string{"bin", "etc", "tmp", "proc", "sys", "dev"} {
-		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
-			e.t.Fatal(err)
-		}
-	}
-	data, err := os.ReadFile(busybox)
-	if err != nil {
+	if err := fixture.BusyboxRootfs(rootfs); err != nil {
 		e.t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(rootfs, "bin", "busybox"), data, 0o755); err != nil {
-		e.t.Fatal(err)
-	}
-	for _, applet := range []string{"sh", "echo", "cat", "ls", "id", "sleep", "true", "false", "hostname", "mkdir",
-		"mount", "ps", "readlink", "touch", "grep", "head", "wc", "kill", "stat", "ip", "test", "env", "pwd", "tr", "sed", "rm", "ln", "uname", "date", "nproc"} {
-		if err := os.Symlink("busybox", filepath.Join(rootfs, "bin", applet)); err != nil {
-			e.t.Fatal(err)
-		}
-	}
-	os.WriteFile(filepath.Join(rootfs, "etc", "passwd"), []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"), 0o644)
 	spec := config.Default()
 	spec.Process.Terminal = false
 	spec.Root.Readonly = false
@@ -203,3 +201,22 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func i64(v int64) *int64 { return &v }
+
+// syncBuffer is a bytes.Buffer that a command's output goroutine may write
+// while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

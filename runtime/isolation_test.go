@@ -176,15 +176,25 @@ func TestTimeNamespaceOffsetsTheMonotonicClock(t *testing.T) {
 
 func TestCgroupNamespaceShowsTheContainersCgroupAsRoot(t *testing.T) {
 	e := newEnv(t)
-	b := e.bundle("cat", "/proc/self/cgroup")
-	b.spec.Linux.CgroupsPath = "/berth-test/" + e.id()
-	out, code := e.run(b)
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, out)
+	cgPath := "/berth-test/" + e.id()
+	b := e.bundle("sleep", "1000")
+	b.spec.Linux.CgroupsPath = cgPath
+	id := e.runningContainer(b)
+	// From the host, the init is in the configured cgroup everywhere...
+	host, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", e.state(id).Pid))
+	if err != nil {
+		t.Fatal(err)
 	}
+	for _, line := range strings.Split(strings.TrimSpace(string(host)), "\n") {
+		if !strings.HasSuffix(line, ":"+cgPath) {
+			t.Fatalf("host view %q: not in %s", line, cgPath)
+		}
+	}
+	// ...and from inside, that cgroup is the root.
+	out := e.must("exec", id, "cat", "/proc/self/cgroup")
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		parts := strings.SplitN(line, ":", 3)
-		if len(parts) == 3 && parts[2] != "/" {
+		if len(parts) != 3 || parts[2] != "/" {
 			t.Fatalf("cgroup line %q: the container should see its cgroup as /", line)
 		}
 	}

@@ -25,13 +25,7 @@ func TestRunReportsDeathBySignalAs128PlusSignal(t *testing.T) {
 	// PID 1 of a namespace cannot be killed from inside it: share the
 	// host's PID namespace so that the shell can kill itself.
 	b := e.bundle("sh", "-c", "kill -9 $$")
-	var ns []specs.LinuxNamespace
-	for _, n := range b.spec.Linux.Namespaces {
-		if n.Type != specs.PIDNamespace {
-			ns = append(ns, n)
-		}
-	}
-	b.spec.Linux.Namespaces = ns
+	withoutNamespace(b.spec, specs.PIDNamespace)
 	_, code := e.run(b)
 	if code != 137 {
 		t.Fatalf("exit %d, want 137", code)
@@ -106,8 +100,13 @@ func TestKillAcceptsSignalNamesAndNumbers(t *testing.T) {
 		waitFor(t, "exit on "+sig, func() bool { return e.state(id).Status == specs.StateStopped })
 		e.must("delete", id)
 	}
-	if out, err := e.berth("kill", "nonexistent", "NOTASIGNAL"); err == nil {
-		t.Fatalf("bogus signal accepted: %s", out)
+	// To a running container, so that only the signal can be wrong.
+	id := e.runningContainer(e.bundle("sleep", "1000"))
+	if out, err := e.berth("kill", id, "NOTASIGNAL"); err == nil || !strings.Contains(out, "unknown signal") {
+		t.Fatalf("bogus signal: %v: %s", err, out)
+	}
+	if st := e.state(id); st.Status != specs.StateRunning {
+		t.Fatalf("the container is %s after a bogus signal", st.Status)
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -31,7 +30,7 @@ func TestOnlyStandardDescriptorsReachTheContainer(t *testing.T) {
 	}
 	defer dir.Close()
 	b := e.bundle("ls", "/proc/self/fd")
-	cmd := exec.Command(berthBin, "runtime", "--root", e.root, "run", "--bundle", b.write(t), e.id())
+	cmd := e.cmd("run", "--bundle", b.write(t), e.id())
 	cmd.ExtraFiles = []*os.File{dir, dir, dir}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -53,7 +52,7 @@ func TestPreserveFDsPassesDescriptorsOn(t *testing.T) {
 	f.WriteString("through fd 3\n")
 	f.Seek(0, 0)
 	b := e.bundle("sh", "-c", "cat <&3; ls /proc/self/fd | wc -l")
-	cmd := exec.Command(berthBin, "runtime", "--root", e.root, "run", "--preserve-fds", "1", "--bundle", b.write(t), e.id())
+	cmd := e.cmd("run", "--preserve-fds", "1", "--bundle", b.write(t), e.id())
 	cmd.ExtraFiles = []*os.File{f}
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), "through fd 3") {
@@ -118,16 +117,18 @@ func TestRuntimeBinaryCannotBeOverwrittenFromInside(t *testing.T) {
 	b.spec.Process.Capabilities = &specs.LinuxCapabilities{Bounding: all, Effective: all, Permitted: all}
 	id := e.id()
 	e.must("create", "--bundle", b.write(t), id)
-	attack := `exec 3</proc/1/exe; while [ ! -e /tmp/go ]; do sleep 0.05; done; { echo pwned >> /proc/self/fd/3; } 2>/tmp/err; echo $? > /tmp/rc`
+	attack := `exec 3</proc/1/exe; touch /tmp/opened; while [ ! -e /tmp/go ]; do sleep 0.05; done; { echo pwned >> /proc/self/fd/3; } 2>/tmp/err; echo $? > /tmp/rc.new; mv /tmp/rc.new /tmp/rc`
 	e.must("exec", "-d", id, "sh", "-c", attack)
-	time.Sleep(200 * time.Millisecond)
+	waitFor(t, "the init's exe to be held open", func() bool {
+		_, err := os.Stat(filepath.Join(b.rootfs, "tmp", "opened"))
+		return err == nil
+	})
 	e.must("start", id)
 	os.WriteFile(filepath.Join(b.rootfs, "tmp", "go"), nil, 0o644)
 	waitFor(t, "the attack to finish", func() bool {
 		_, err := os.Stat(filepath.Join(b.rootfs, "tmp", "rc"))
 		return err == nil
 	})
-	time.Sleep(50 * time.Millisecond)
 	rc, _ := os.ReadFile(filepath.Join(b.rootfs, "tmp", "rc"))
 	msg, _ := os.ReadFile(filepath.Join(b.rootfs, "tmp", "err"))
 	if strings.TrimSpace(string(rc)) == "0" {

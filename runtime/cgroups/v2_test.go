@@ -189,16 +189,24 @@ func unified(t *testing.T) string {
 	return ""
 }
 
-// startIn starts a command directly in the cgroup (clone3 CLONE_INTO_CGROUP).
-func startIn(t *testing.T, dir string, args ...string) *exec.Cmd {
+// commandIn is a command to start directly in the cgroup dir
+// (clone3 CLONE_INTO_CGROUP).
+func commandIn(t *testing.T, dir string, args ...string) *exec.Cmd {
 	t.Helper()
 	fd, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Close(fd)
+	t.Cleanup(func() { unix.Close(fd) })
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}
+	return cmd
+}
+
+// startIn starts a command directly in the cgroup.
+func startIn(t *testing.T, dir string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := commandIn(t, dir, args...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -264,11 +272,7 @@ func TestV2DeviceFilterOnTheKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := func(script string) string {
-		fd, _ := unix.Open(m.Paths()[""], unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		defer unix.Close(fd)
-		cmd := exec.Command("sh", "-c", script)
-		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}
-		b, _ := cmd.CombinedOutput()
+		b, _ := commandIn(t, m.Paths()[""], "sh", "-c", script).CombinedOutput()
 		return strings.TrimSpace(string(b))
 	}
 	if got := out("exec 3</dev/kmsg && echo opened"); got != "opened" {
@@ -294,7 +298,7 @@ func TestV2DeviceFilterOnTheKernel(t *testing.T) {
 	}
 	// The kernel has no driver for 1:1 here: ENXIO instead of EPERM
 	// shows the filter let the open through.
-	if got := out("exec 3<" + mem + " && echo opened"); strings.Contains(got, "not permitted") {
+	if got := out("exec 3<" + mem + " && echo opened"); strings.Contains(got, "not permitted") || !strings.Contains(got, "No such device or address") {
 		t.Errorf("after allowing all: %q", got)
 	}
 }

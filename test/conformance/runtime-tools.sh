@@ -41,14 +41,16 @@ progs=$(cd "$moddir/validation" && ls -d */ | tr -d / | grep -v '^util$')
 progs=${PROGS:-$progs}
 
 echo ">> building runtime-tools validation programs"
-if [ ! -x bin/.built ] || [ "$(cat bin/.built 2>/dev/null)" != "$moddir" ]; then
+if [ ! -f bin/.built ] || [ "$(cat bin/.built 2>/dev/null)" != "$moddir" ]; then
 	for p in $progs; do
 		go build -o "bin/$p" "github.com/opencontainers/runtime-tools/validation/$p" || exit 1
 	done
 	CGO_ENABLED=0 go build -o runtimetest github.com/opencontainers/runtime-tools/cmd/runtimetest || exit 1
 	echo "$moddir" > bin/.built
 fi
-cp "$moddir/rootfs-amd64.tar.gz" . 2>/dev/null; chmod u+w rootfs-amd64.tar.gz
+# The programs unpack this into every bundle: without it every test fails.
+cp "$moddir/rootfs-amd64.tar.gz" . || { echo "no rootfs-amd64.tar.gz in runtime-tools $moddir" >&2; exit 1; }
+chmod u+w rootfs-amd64.tar.gz
 
 # cleanup removes what a failing runtime leaves: containers, their mounts
 # and bundles, and the cgroups the suite names.
@@ -90,9 +92,16 @@ echo ">> running against Berth ($berth)"
 run_suite berth "$berth"
 read -r bp bf bs < <(count results/berth)
 echo "berth: $bp passed, $bf failed, $bs skipped"
+# A run where nothing passes is a broken run (suite, rootfs or binary),
+# whatever runc does.
+if [ "$bp" -eq 0 ]; then
+	echo "no test passed under Berth: see results/berth/*.err" >&2
+	exit 1
+fi
 
 status=0
-if [ -z "${NO_PEER:-}" ] && command -v runc >/dev/null; then
+if [ -z "${NO_PEER:-}" ]; then
+	command -v runc >/dev/null || { echo "runc is needed for the comparison (or NO_PEER=1)" >&2; exit 1; }
 	echo ">> running against runc ($(runc --version | head -1))"
 	run_suite runc "$(command -v runc)"
 	read -r rp rf rs < <(count results/runc)

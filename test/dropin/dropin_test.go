@@ -10,9 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berth-dev/berth/internal/fixture"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 var (
@@ -34,9 +39,8 @@ func run(m *testing.M) int {
 		panic(err)
 	}
 	defer os.RemoveAll(dir)
-	berth := filepath.Join(dir, "berth")
-	if out, err := exec.Command("go", "build", "-o", berth, "github.com/berth-dev/berth/cmd/berth").CombinedOutput(); err != nil {
-		fmt.Printf("build: %v\n%s", err, out)
+	if _, err := fixture.BuildBerth(dir); err != nil {
+		fmt.Println(err)
 		return 1
 	}
 	berthRunc = filepath.Join(dir, "berth-runc")
@@ -44,41 +48,25 @@ func run(m *testing.M) int {
 		panic(err)
 	}
 	rootfs = filepath.Join(dir, "rootfs")
-	if err := makeRootfs(rootfs); err != nil {
+	if err := fixture.BusyboxRootfs(rootfs); err != nil {
 		fmt.Println(err)
 		return 1
 	}
 	// The engines' own state must be reachable by the container's mapped
 	// processes; test directories are 0700.
 	os.Chmod(dir, 0o755)
-	return m.Run()
+	code := m.Run()
+	// The parents the engines made for their containers' cgroups: ctr's
+	// namespace, podman's libpod_parent.
+	if err := fixture.RemoveCgroups(ctrNamespace, "libpod_parent"); err != nil {
+		fmt.Println("cgroups left behind:", err)
+	}
+	return code
 }
 
-func makeRootfs(dir string) error {
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		return fmt.Errorf("busybox-static is needed: %w", err)
-	}
-	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
-		return err
-	}
-	for _, d := range []string{"proc", "sys", "dev", "etc", "tmp"} {
-		os.MkdirAll(filepath.Join(dir, d), 0o755)
-	}
-	data, err := os.ReadFile(bb)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "bin", "busybox"), data, 0o755); err != nil {
-		return err
-	}
-	for _, a := range []string{"sh", "echo", "cat", "id", "hostname", "sleep", "ls", "ps", "grep"} {
-		if err := os.Symlink("busybox", filepath.Join(dir, "bin", a)); err != nil {
-			return err
-		}
-	}
-	return os.WriteFile(filepath.Join(dir, "etc", "passwd"), []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644)
-}
+// ctrNamespace is the containerd namespace the test uses; its cgroups are
+// made under /<namespace>/.
+var ctrNamespace = fmt.Sprintf("berthtest%d", os.Getpid())
 
 func need(t *testing.T, bins ...string) {
 	for _, b := range bins {
@@ -100,9 +88,9 @@ func cmdOut(t *testing.T, name string, args ...string) string {
 
 // berthState reads a container's state through Berth itself: proof that the
 // engine's runtime calls went to berth-runc, whose state format is its own.
-func berthState(t *testing.T, root, id string) map[string]any {
+func berthState(t *testing.T, root, id string) specs.State {
 	t.Helper()
-	var st map[string]any
+	var st specs.State
 	out := cmdOut(t, berthRunc, "--root", root, "state", id)
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("state: %v: %s", err, out)
@@ -147,7 +135,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	ns := fmt.Sprintf("berthtest%d", os.Getpid())
+	ns := ctrNamespace
 	ctr := func(args ...string) string {
 		t.Helper()
 		return cmdOut(t, "ctr", append([]string{"--address", sock, "--namespace", ns}, args...)...)
@@ -169,11 +157,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 		exec.Command("ctr", "--address", sock, "--namespace", ns, "container", "rm", "long").Run()
 	}()
 	st := berthState(t, runcRoot, "long")
-	if st["status"] != "running" {
+	if st.Status != specs.StateRunning {
 		t.Fatalf("berth state: %v", st)
 	}
-	if tasks := ctr("task", "ls"); !strings.Contains(tasks, fmt.Sprint(st["pid"])) {
-		t.Fatalf("containerd and berth disagree on the PID: %s vs %v", tasks, st["pid"])
+	if tasks := ctr("task", "ls"); !slices.Contains(strings.Fields(tasks), strconv.Itoa(st.Pid)) {
+		t.Fatalf("containerd and berth disagree on the PID: %s vs %v", tasks, st.Pid)
 	}
 	if out := ctr("task", "exec", "--exec-id", "e1", "long", "sh", "-c", "echo exec works"); !strings.Contains(out, "exec works") {
 		t.Fatalf("exec: %q", out)
@@ -183,7 +171,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 		t.Fatalf("after pause: %s", out)
 	}
 	ctr("task", "resume", "long")
-	if out := ctr("task", "ps", "long"); !strings.Contains(out, fmt.Sprint(st["pid"])) {
+	if out := ctr("task", "ps", "long"); !slices.Contains(strings.Fields(out), strconv.Itoa(st.Pid)) {
 		t.Fatalf("ps: %s", out)
 	}
 	ctr("task", "kill", "-s", "KILL", "long")
@@ -239,7 +227,7 @@ func TestPodmanRunsContainersWithBerth(t *testing.T) {
 	}
 	// podman passes no --root: the state is under Berth's default.
 	st := berthState(t, "/run/berth/runtime", id)
-	if st["status"] != "running" {
+	if st.Status != specs.StateRunning {
 		t.Fatalf("berth state under podman: %v", st)
 	}
 	podman("pause", "long")

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -93,6 +94,23 @@ var recursiveAttrOpts = map[string]struct {
 	"ratime":         {true, unix.MOUNT_ATTR_NOATIME},
 	"rstrictatime":   {false, unix.MOUNT_ATTR_STRICTATIME},
 	"rnostrictatime": {true, unix.MOUNT_ATTR_STRICTATIME},
+}
+
+// MountOptions lists the mount options Berth understands (the features
+// document's mountOptions): every one parseMountOptions acts on.
+func MountOptions() []string {
+	out := []string{"bind", "rbind", "tmpcopyup", "idmap", "ridmap"}
+	for o := range flagOpts {
+		out = append(out, o)
+	}
+	for o := range propagationOpts {
+		out = append(out, o)
+	}
+	for o := range recursiveAttrOpts {
+		out = append(out, o)
+	}
+	slices.Sort(out)
+	return out
 }
 
 func parseMountOptions(opts []string) mountOpts {

@@ -591,13 +591,6 @@ func (g *globals) featuresCmd() *cobra.Command {
 
 func featureDoc() *features.Features {
 	t := true
-	mountOpts := []string{"async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "idmap", "iversion",
-		"lazytime", "loud", "mand", "noatime", "nodev", "nodiratime", "noexec", "noiversion", "nolazytime", "nomand",
-		"norelatime", "nostrictatime", "nosuid", "nosymfollow", "private", "ratime", "rbind", "rdev", "rdiratime", "relatime",
-		"remount", "rexec", "ridmap", "rnoatime", "rnodev", "rnodiratime", "rnoexec", "rnorelatime", "rnostrictatime",
-		"rnosuid", "rnosymfollow", "ro", "rprivate", "rrelatime", "rro", "rrw", "rshared", "rslave", "rstrictatime",
-		"rsuid", "rsymfollow", "runbindable", "rw", "shared", "silent", "slave", "strictatime", "suid", "symfollow",
-		"sync", "tmpcopyup", "unbindable"}
 	ns := []string{"cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"}
 	actions := []string{"SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD",
 		"SCMP_ACT_LOG", "SCMP_ACT_NOTIFY", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"}
@@ -611,7 +604,7 @@ func featureDoc() *features.Features {
 		OCIVersionMin: "1.0.0",
 		OCIVersionMax: specs.Version,
 		Hooks:         []string{"prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"},
-		MountOptions:  mountOpts,
+		MountOptions:  runtime.MountOptions(),
 		Linux: &features.Linux{
 			Namespaces:   ns,
 			Capabilities: caps.Names(),

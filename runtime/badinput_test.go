@@ -92,6 +92,13 @@ func TestBadConfigsFailClearlyAndLeaveNothingBehind(t *testing.T) {
 		{name: "cgroup limit the kernel refuses", edit: func(b *bundle) {
 			b.spec.Linux.Resources.CPU = &specs.LinuxCPU{Cpus: "999"}
 		}, field: "linux.resources.cpu.cpus"},
+		{name: "memory limit too low to start", edit: func(b *bundle) {
+			// Refused by the kernel, or enforced by the OOM killer on
+			// the waiting process: either way the error says which
+			// field.
+			limit := int64(4096)
+			b.spec.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &limit}
+		}, field: "linux.resources.memory.limit"},
 		{name: "failing hook", edit: func(b *bundle) {
 			b.spec.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/false"}}}
 		}, field: "hooks.createRuntime[0]"},

@@ -159,9 +159,14 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	}
 	cgPending := true
 	var early chan started
+	var limits *background
 	defer func() {
 		if err == nil {
 			return
+		}
+		if limits != nil {
+			// Nothing is undone while it may still write.
+			_ = limits.wait()
 		}
 		if cgPending {
 			res := <-cgDone
@@ -169,6 +174,13 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 		}
 		if early != nil {
 			sp = (<-early).sp
+		}
+		if cg != nil && cgOwned {
+			// A memory limit too small for the setup itself shows
+			// only as the process vanishing: say why.
+			if st, serr := cg.Stats(); serr == nil && st.Memory.OOMKills > 0 {
+				err = fmt.Errorf("%w (the OOM killer killed %d process(es) in the container's cgroup: linux.resources.memory.limit may be too low to start it)", err, st.Memory.OOMKills)
+			}
 		}
 		if sp != nil {
 			sp.kill()
@@ -298,18 +310,22 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	if err = sp.bootstrap(&b, cg); err != nil {
 		return nil, err
 	}
-	// While the process starts and sets up its namespaces: the limits
-	// (in force before anything of the container runs, which is after
-	// finalize) and the config's copy.
-	if err = cg.Set(spec.Linux.Resources); err != nil {
-		return nil, err
-	}
-	if err = r.defaultDeviceRules(cg, spec.Linux.Resources); err != nil {
-		return nil, err
-	}
-	if err = c.saveConfig(raw); err != nil {
-		return nil, fmt.Errorf("save state: %w", err)
-	}
+	// While the process enters its namespaces and its root is set up:
+	// the limits and the config's copy. As in runc, the limits are in
+	// force before the first hook runs (setup waits for them there), so
+	// long before anything of the container's own.
+	limits = inBackground(func() error {
+		if err := cg.Set(spec.Linux.Resources); err != nil {
+			return err
+		}
+		if err := r.defaultDeviceRules(cg, spec.Linux.Resources); err != nil {
+			return err
+		}
+		if err := c.saveConfig(raw); err != nil {
+			return fmt.Errorf("save state: %w", err)
+		}
+		return nil
+	})
 	if err = sp.namespaces(); err != nil {
 		return nil, err
 	}
@@ -340,6 +356,9 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 		cgroupV:     cg.Version(),
 		cgPaths:     cg.Paths(),
 		runtimeHooks: func() error {
+			if err := limits.wait(); err != nil {
+				return err
+			}
 			h := spec.Hooks
 			if h == nil {
 				return nil
@@ -380,6 +399,10 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 		startState: c.hookState(StatusCreated),
 	})
 	if err != nil {
+		return nil, err
+	}
+	// Setup waited for the limits already, at the hooks.
+	if err = limits.wait(); err != nil {
 		return nil, err
 	}
 	if err = sp.finalize(attrs, setup.slave, agent); err != nil {
@@ -559,4 +582,26 @@ func ownerName() string {
 	defer root.Close()
 	name, _ := passwdEntry(root, uint32(os.Geteuid()))
 	return name
+}
+
+// background is work started on its own goroutine that the caller joins
+// later, possibly from more than one place.
+type background struct {
+	done chan struct{}
+	err  error
+}
+
+func inBackground(fn func() error) *background {
+	b := &background{done: make(chan struct{})}
+	go func() {
+		b.err = fn()
+		close(b.done)
+	}()
+	return b
+}
+
+// wait returns fn's error once fn has returned.
+func (b *background) wait() error {
+	<-b.done
+	return b.err
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/berth-dev/berth/internal/inroot"
 	"github.com/berth-dev/berth/runtime/caps"
 	"github.com/berth-dev/berth/runtime/config"
 	"github.com/berth-dev/berth/runtime/console"
@@ -231,7 +232,7 @@ func envValue(env []string, key string) (string, bool) {
 func lookPath(root *os.File, p *specs.Process) (string, error) {
 	name := p.Args[0]
 	check := func(path string) error {
-		f, err := openInRoot(root, path)
+		f, err := inroot.Open(root, path)
 		if err != nil {
 			return err
 		}
@@ -279,7 +280,7 @@ func lookPath(root *os.File, p *specs.Process) (string, error) {
 // passwdEntry finds a user's name and home directory in the passwd file
 // under root (the container's, or the host's).
 func passwdEntry(root *os.File, uid uint32) (name, home string) {
-	f, err := openat2(int(root.Fd()), "etc/passwd", unix.O_RDONLY, unix.RESOLVE_IN_ROOT|unix.RESOLVE_NO_MAGICLINKS)
+	f, err := inroot.Openat2(int(root.Fd()), "etc/passwd", unix.O_RDONLY, unix.RESOLVE_IN_ROOT|unix.RESOLVE_NO_MAGICLINKS)
 	if err != nil {
 		return "", ""
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/berth-dev/berth/internal/inroot"
 	"github.com/berth-dev/berth/runtime/config"
 	"github.com/berth-dev/berth/runtime/nsenter"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -91,13 +92,13 @@ func (r *rootfs) openBoundRoot() error {
 // mkdirIn creates dir (and parents) inside the root and returns an O_PATH
 // handle on it.
 func (r *rootfs) mkdirIn(dir string) (*os.File, error) {
-	return mkdirAllInRoot(r.root, dir)
+	return inroot.MkdirAll(r.root, dir)
 }
 
 // mkfileIn creates an empty file at p inside the root if nothing is there,
 // and returns an O_PATH handle on what is there.
 func (r *rootfs) mkfileIn(p string) (*os.File, error) {
-	if f, err := openInRoot(r.root, p); err == nil {
+	if f, err := inroot.Open(r.root, p); err == nil {
 		return f, nil
 	}
 	parent, err := r.mkdirIn(filepath.Dir(p))
@@ -112,7 +113,7 @@ func (r *rootfs) mkfileIn(p string) (*os.File, error) {
 	if err == nil {
 		unix.Close(fd)
 	}
-	return openInRoot(r.root, p)
+	return inroot.Open(r.root, p)
 }
 
 // procAllowed are the files under /proc that may be mounted over (what
@@ -212,7 +213,7 @@ func (r *rootfs) mountOne(m specs.Mount) error {
 		return err
 	}
 	if len(o.propagate) > 0 || covered != nil {
-		top, err := openInRoot(r.root, m.Destination)
+		top, err := inroot.Open(r.root, m.Destination)
 		if err != nil {
 			return err
 		}
@@ -341,7 +342,7 @@ func (r *rootfs) bindMount(m specs.Mount, o *mountOpts) error {
 		return fmt.Errorf("attach mount: %w", err)
 	}
 	if len(o.propagate) > 0 {
-		top, err := openInRoot(r.root, m.Destination)
+		top, err := inroot.Open(r.root, m.Destination)
 		if err != nil {
 			return err
 		}
@@ -474,7 +475,7 @@ func (r *rootfs) mountCgroup(m specs.Mount, o *mountOpts) error {
 		}
 	}
 	if o.flags&unix.MS_RDONLY != 0 {
-		top, err := openInRoot(r.root, m.Destination)
+		top, err := inroot.Open(r.root, m.Destination)
 		if err != nil {
 			return err
 		}
@@ -727,7 +728,7 @@ func maskPaths(root *os.File, paths []string) error {
 		}
 	}()
 	for i, p := range paths {
-		f, err := openInRoot(root, p)
+		f, err := inroot.Open(root, p)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				continue
@@ -779,7 +780,7 @@ func emptyTmpfs() (int, error) {
 
 // openDevNull makes a detached bind mount of the container's /dev/null.
 func openDevNull(root *os.File) (int, error) {
-	null, err := openInRoot(root, "dev/null")
+	null, err := inroot.Open(root, "dev/null")
 	if err != nil {
 		return -1, err
 	}
@@ -800,7 +801,7 @@ func attachClone(src int, target *os.File) error {
 // readonlyPaths makes paths read-only, including every mount below them.
 func readonlyPaths(root *os.File, paths []string) error {
 	for i, p := range paths {
-		f, err := openInRoot(root, p)
+		f, err := inroot.Open(root, p)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				continue

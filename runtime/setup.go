@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/berth-dev/berth/internal/inroot"
 	"github.com/berth-dev/berth/runtime/config"
 	"github.com/berth-dev/berth/runtime/console"
 	"github.com/berth-dev/berth/runtime/nsenter"
@@ -310,7 +311,7 @@ func hostID(m []specs.LinuxIDMapping, id uint32) (uint32, bool) {
 // openPty opens a new terminal in the container's devpts (through its
 // /dev/ptmx) and its peer, without any path lookup for the latter.
 func openPty(root *os.File, size *specs.Box) (*os.File, *os.File, error) {
-	ptmx, err := openat2(int(root.Fd()), "dev/ptmx", unix.O_RDWR|unix.O_NOCTTY, unix.RESOLVE_IN_ROOT|unix.RESOLVE_NO_MAGICLINKS)
+	ptmx, err := inroot.Openat2(int(root.Fd()), "dev/ptmx", unix.O_RDWR|unix.O_NOCTTY, unix.RESOLVE_IN_ROOT|unix.RESOLVE_NO_MAGICLINKS)
 	if err != nil {
 		return nil, nil, fmt.Errorf("process.terminal: open /dev/ptmx: %w", err)
 	}
@@ -337,7 +338,7 @@ func openPty(root *os.File, size *specs.Box) (*os.File, *os.File, error) {
 
 // bindDevConsole binds the terminal onto /dev/console, by descriptor.
 func bindDevConsole(root *os.File, slave *os.File) error {
-	dev, err := openInRoot(root, "dev")
+	dev, err := inroot.Open(root, "dev")
 	if err != nil {
 		return fmt.Errorf("bind /dev/console: %w", err)
 	}
@@ -347,7 +348,7 @@ func bindDevConsole(root *os.File, slave *os.File) error {
 	if err := unix.Mknodat(int(dev.Fd()), "console", unix.S_IFREG|0o600, 0); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("create /dev/console: %w", err)
 	}
-	target, err := openInRoot(root, "dev/console")
+	target, err := inroot.Open(root, "dev/console")
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,7 @@
-package runtime
+// Package inroot resolves paths inside a directory tree that untrusted
+// content controls (a container's root filesystem, an image layer being
+// unpacked), so that no symlink or ".." in it reaches outside.
+package inroot
 
 import (
 	"errors"
@@ -10,13 +13,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Paths from a config or an image are resolved inside the container's root
-// by the kernel itself: openat2 with RESOLVE_IN_ROOT treats the root as /
+// The kernel does the resolving: openat2 with RESOLVE_IN_ROOT treats the root as /
 // for every symlink and "..", so nothing resolves outside it, in one system
-// call. (openat2 is from Linux 5.6; the runtime needs 5.12 anyway, for
+// call. (openat2 is from Linux 5.6; Berth's runtime needs 5.12 anyway, for
 // mount_setattr.)
 
-func openat2(dirfd int, path string, flags uint64, resolve uint64) (*os.File, error) {
+// Openat2 is openat2(2) with O_CLOEXEC, retried on EINTR and EAGAIN.
+func Openat2(dirfd int, path string, flags uint64, resolve uint64) (*os.File, error) {
 	how := unix.OpenHow{Flags: flags | unix.O_CLOEXEC, Resolve: resolve}
 	for {
 		fd, err := unix.Openat2(dirfd, path, &how)
@@ -30,17 +33,17 @@ func openat2(dirfd int, path string, flags uint64, resolve uint64) (*os.File, er
 	}
 }
 
-// openInRoot returns an O_PATH handle on p resolved inside root.
-func openInRoot(root *os.File, p string) (*os.File, error) {
-	return openat2(int(root.Fd()), p, unix.O_PATH, unix.RESOLVE_IN_ROOT|unix.RESOLVE_NO_MAGICLINKS)
+// Open returns an O_PATH handle on p resolved inside root.
+func Open(root *os.File, p string) (*os.File, error) {
+	return Openat2(int(root.Fd()), p, unix.O_PATH, unix.RESOLVE_IN_ROOT|unix.RESOLVE_NO_MAGICLINKS)
 }
 
-// mkdirAllInRoot makes the directories of p that are missing inside root
+// MkdirAll makes the directories of p that are missing inside root
 // and returns an O_PATH handle on p. A component that exists but is not a
 // directory, or a symlink whose target is missing, is an error: nothing is
 // created through it.
-func mkdirAllInRoot(root *os.File, p string) (*os.File, error) {
-	f, err := openInRoot(root, p)
+func MkdirAll(root *os.File, p string) (*os.File, error) {
+	f, err := Open(root, p)
 	if err == nil {
 		return f, nil
 	}
@@ -54,7 +57,7 @@ func mkdirAllInRoot(root *os.File, p string) (*os.File, error) {
 	var cur *os.File
 	have := len(parts) - 1
 	for ; have > 0; have-- {
-		cur, err = openInRoot(root, strings.Join(parts[:have], "/"))
+		cur, err = Open(root, strings.Join(parts[:have], "/"))
 		if err == nil {
 			break
 		}
@@ -63,7 +66,7 @@ func mkdirAllInRoot(root *os.File, p string) (*os.File, error) {
 		}
 	}
 	if have == 0 {
-		if cur, err = openInRoot(root, "/"); err != nil {
+		if cur, err = Open(root, "/"); err != nil {
 			return nil, err
 		}
 	}
@@ -75,7 +78,7 @@ func mkdirAllInRoot(root *os.File, p string) (*os.File, error) {
 		}
 		// Open what is there without following anything: a symlink
 		// here (one whose target is missing, or one raced in) fails.
-		next, err := openat2(int(cur.Fd()), part, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW,
+		next, err := Openat2(int(cur.Fd()), part, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW,
 			unix.RESOLVE_BENEATH|unix.RESOLVE_NO_SYMLINKS|unix.RESOLVE_NO_XDEV)
 		cur.Close()
 		if err != nil {

@@ -12,10 +12,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
 
+	"github.com/berth-dev/berth/cmd/berth/commands/imagecmd"
 	"github.com/berth-dev/berth/cmd/berth/commands/runtimecmd"
 	"github.com/berth-dev/berth/internal/version"
 	"github.com/spf13/cobra"
@@ -63,13 +65,28 @@ func newRoot() *cobra.Command {
 		Long: `Berth runs containers from an OCI bundle up to a Kubernetes-style cluster.
 
 Each layer works with the tools people already use:
-  berth runtime ...   an OCI runtime with runc's command line (also as berth-runc)`,
+  berth runtime ...   an OCI runtime with runc's command line (also as berth-runc)
+  berth image ...     images: import, load, save, ls, inspect, tag, rm, prune, unpack`,
 		Version:       version.String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
+	g := &imagecmd.Globals{}
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.Root, "root", envOr("BERTH_ROOT", "/var/lib/berth"), "directory of Berth's image store and state (env BERTH_ROOT)")
+	pf.StringVar(&g.Snapshotter, "snapshotter", "", "how layers are stored: overlay or copy (default: overlay where it works; a store keeps the one it was made with)")
+	logLevel := pf.String("log-level", "warn", "log level: debug, info, warn or error")
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		var lvl slog.Level
+		if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+			return fmt.Errorf("--log-level: %w", err)
+		}
+		g.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+		return nil
+	}
 	root.AddCommand(runtimecmd.New("runtime"))
+	root.AddCommand(imagecmd.New(g))
 	root.AddCommand(&cobra.Command{
 		Use:   "version",
 		Short: "Print Berth's version",
@@ -79,4 +96,11 @@ Each layer works with the tools people already use:
 		},
 	})
 	return root
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
 }

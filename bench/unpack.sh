@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Image unpack, Berth against umoci and containerd, side by side in one run:
+# a large generated image (default 512 MiB in 8 layers of many files) is
+#   - unpacked from an OCI layout: `berth image unpack` after `berth image
+#     load` (the load timed on its own) against `umoci unpack`;
+#   - imported and unpacked from an OCI archive: `berth image load` +
+#     `berth image unpack` against `ctr image import` (which unpacks into
+#     containerd's overlayfs snapshotter);
+# and 10 images sharing one base are loaded and unpacked into each store to
+# compare the disk they take. Writes the tables into docs/benchmarks.md.
+#
+#   bench/unpack.sh [size [rounds]]     (as root; default 512M, 3 rounds)
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+size=${1:-512M}
+rounds=${2:-3}
+variants=10
+shared=${SHARED_SIZE:-256M}
+
+source hack/lib.sh
+need_packages busybox-static umoci containerd
+make -s build
+go build -o _output/testimage ./internal/testimage/cmd/testimage
+berth=$top/bin/berth
+
+work=$(mktemp -d /var/tmp/berth-bench-unpack.XXXXXX)
+ctrd_pid=
+cleanup() {
+	[ -n "$ctrd_pid" ] && kill "$ctrd_pid" 2>/dev/null && wait "$ctrd_pid" 2>/dev/null
+	# Berth's bundles and containerd's snapshots may still be mounted.
+	grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo ">> generating a $size image in 8 layers and $variants images on a shared $shared base"
+_output/testimage -large "$size" -layers 8 -format oci-layout -o "$work/layout" >/dev/null
+tar -C "$work/layout" -cf "$work/large.tar" .
+_output/testimage -large "$shared" -layers 4 -variants "$variants" -format oci-archive -o "$work/variants.tar"
+# The size that counts is what lands on disk: the files' content, which
+# the generator makes exactly this large.
+content=$(numfmt --from=iec "$size")
+
+cat > "$work/containerd.toml" <<TOML
+version = 2
+root = "$work/containerd/root"
+state = "$work/containerd/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$work/containerd/containerd.sock"
+TOML
+containerd --config "$work/containerd.toml" >"$work/containerd.log" 2>&1 &
+ctrd_pid=$!
+for _ in $(seq 100); do [ -S "$work/containerd/containerd.sock" ] && break; sleep 0.1; done
+ctr() { command ctr --address "$work/containerd/containerd.sock" "$@"; }
+
+now() { date +%s.%N; }
+# settle: what one command wrote reaches the disk before the next starts.
+settle() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
+declare -A t
+add() { t[$1]="${t[$1]:-} $2"; }
+for r in $(seq "$rounds"); do
+	echo ">> round $r of $rounds"
+	settle; a=$(now)
+	"$berth" --root "$work/berth-$r" image load -q -i "$work/large.tar"
+	settle; b=$(now)
+	"$berth" --root "$work/berth-$r" image unpack berth.test/large "$work/bundle-$r" -- true
+	settle; c=$(now)
+	umoci unpack --image "$work/layout:berth.test/large:latest" "$work/umoci-$r" >/dev/null
+	settle; d=$(now)
+	ctr -n "bench$r" image import --snapshotter overlayfs "$work/large.tar" >/dev/null
+	settle; e=$(now)
+	add berth-load "$(echo "$b - $a" | bc)"
+	add berth-unpack "$(echo "$c - $b" | bc)"
+	add berth-total "$(echo "$c - $a" | bc)"
+	add umoci "$(echo "$d - $c" | bc)"
+	add ctr "$(echo "$e - $d" | bc)"
+	"$berth" --root "$work/berth-$r" image unpack --remove "$work/bundle-$r"
+	rm -rf "$work/berth-$r" "$work/umoci-$r"
+	ctr -n "bench$r" image rm berth.test/large:latest >/dev/null
+	ctr -n "bench$r" content ls -q | xargs -r ctr -n "bench$r" content rm >/dev/null 2>&1 || true
+done
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+mbps() { echo "scale=1; $content / 1048576 / $1" | bc; }
+row() { # name, median seconds, peer seconds
+	printf '| %s | %.2f | %s | %.2f |\n' "$1" "$2" "$(mbps "$2")" "$(echo "scale=4; $2 / $3" | bc)"
+}
+bu=$(echo "${t[berth-unpack]}" | median); um=$(echo "${t[umoci]}" | median)
+bt=$(echo "${t[berth-total]}" | median); ct=$(echo "${t[ctr]}" | median)
+bl=$(echo "${t[berth-load]}" | median)
+
+echo ">> disk used by $variants images on one base"
+"$berth" --root "$work/shared" image load -q -i "$work/variants.tar"
+for k in $(seq 0 $((variants - 1))); do
+	"$berth" --root "$work/shared" image unpack "berth.test/large-$k" "$work/sb-$k" -- true
+	"$berth" --root "$work/shared" image unpack --remove "$work/sb-$k"
+done
+ctr -n shared image import --snapshotter overlayfs "$work/variants.tar" >/dev/null
+sync
+berth_disk=$(du -sx --block-size=1M "$work/shared" | cut -f1)
+ctr_disk=$(du -sx --block-size=1M "$work/containerd/root" | cut -f1)
+one=$(echo "$shared" | sed 's/M$//')
+
+table=$(cat <<MD
+Unpack of a $((content / 1048576)) MiB image (8 layers, $(find "$work/layout/blobs" -type f | wc -l) blobs; ${rounds} rounds, median; MB/s of file content):
+
+| command | seconds | MB/s | time / peer |
+|---|---|---|---|
+$(row "berth image unpack (from its store)" "$bu" "$um")
+$(row "umoci unpack (from the OCI layout)" "$um" "$um")
+$(row "berth image load + unpack (from the archive)" "$bt" "$ct")
+$(row "ctr image import (containerd 1.6, unpacks)" "$ct" "$ct")
+
+\`berth image load\` alone: $(printf '%.2f' "$bl") s. Disk used by $variants images that share a ${shared} base
+(each with its own small top layer), loaded and unpacked: Berth ${berth_disk} MiB, containerd ${ctr_disk} MiB
+(content and snapshots; ${variants} separate copies would be about $((variants * one * 2)) MiB).
+MD
+)
+echo "$table"
+
+{
+	echo "<!-- unpack:start -->"
+	echo "## Images: unpack into snapshots"
+	echo
+	echo "\`bench/unpack.sh $size $rounds\`, $(date -u +%Y-%m-%d), Linux $(uname -r), $(nproc) cores, $(umoci --version), containerd $(containerd --version | awk '{print $3}')."
+	echo "Each command starts from an empty store; page cache dropped and disk synced between commands."
+	echo
+	echo "$table"
+	echo "<!-- unpack:end -->"
+} > _output/bench-unpack.md
+if grep -q '<!-- unpack:start -->' docs/benchmarks.md; then
+	awk -v f=_output/bench-unpack.md '
+		/<!-- unpack:start -->/ { while ((getline l < f) > 0) print l; skip = 1; next }
+		/<!-- unpack:end -->/ { skip = 0; next }
+		!skip' docs/benchmarks.md > _output/benchmarks.md && mv _output/benchmarks.md docs/benchmarks.md
+else
+	{ cat docs/benchmarks.md; echo; cat _output/bench-unpack.md; } > _output/benchmarks.md
+	mv _output/benchmarks.md docs/benchmarks.md
+fi

@@ -61,6 +61,11 @@ func New(root string, db *metadata.DB, want Driver) (*Snapshotter, error) {
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, err
 	}
+	switch want {
+	case "", Overlay, Copy:
+	default:
+		return nil, fmt.Errorf("snapshot driver %q: want overlay or copy", want)
+	}
 	marker := filepath.Join(root, "driver")
 	var driver Driver
 	if b, err := os.ReadFile(marker); err == nil {

@@ -22,10 +22,11 @@ test:
 
 # Only the tests that need neither root nor extra packages.
 test-unit:
-	$(GO) test -race ./runtime/seccomp/ ./runtime/config/ ./runtime/cgroups/
+	$(GO) test -race ./runtime/seccomp/ ./runtime/config/ ./runtime/cgroups/ ./image/content/ ./image/metadata/
 
 bench:
 	bench/runtime.sh
+	bench/unpack.sh
 
 clean:
 	rm -rf bin _output

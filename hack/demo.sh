@@ -1,32 +1,36 @@
 #!/usr/bin/env bash
-# Build Berth, make a busybox bundle, and run a container from it with the
+# Build Berth, make a busybox image, load it into a throwaway image store,
+# unpack it into a bundle and run a container from it with Berth's
 # runc-compatible runtime. Needs root (namespaces, mounts, cgroups).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 source hack/lib.sh
-# A static busybox is the root filesystem: it runs with no libraries.
+# A static busybox is the image's root filesystem: it runs with no
+# libraries.
 need_packages busybox-static "${build_packages[@]}"
 need_go
 
 echo ">> building berth"
 make -s build
+go build -o _output/testimage ./internal/testimage/cmd/testimage
 
-bundle=$(mktemp -d /tmp/berth-demo.XXXXXX)
-trap 'rm -rf "$bundle"' EXIT
-mkdir -p "$bundle/rootfs/bin"
-cp /bin/busybox "$bundle/rootfs/bin/"
-for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$bundle/rootfs/bin/$a"; done
-bin/berth runtime spec --bundle "$bundle"
-# A non-interactive program instead of the default shell.
-sed -i 's/"terminal": true/"terminal": false/' "$bundle/config.json"
-python3 - "$bundle/config.json" <<'PY' 2>/dev/null || sed -i 's/"sh"$/"sh", "-c", "echo hello from a berth container: $(hostname), pid $$, uid $(id -u); ls \/"/' "$bundle/config.json"
-import json, sys
-p = sys.argv[1]
-c = json.load(open(p))
-c["process"]["args"] = ["sh", "-c", "echo hello from a berth container: host $(hostname), pid $$, uid $(id -u); echo its root:; ls /"]
-json.dump(c, open(p, "w"), indent=1)
-PY
+work=$(mktemp -d /tmp/berth-demo.XXXXXX)
+berth() { bin/berth --root "$work/store" "$@"; }
+cleanup() {
+	berth image unpack --remove "$work/bundle" 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
 
-echo ">> berth runtime run demo  (bundle $bundle)"
-bin/berth runtime --root /run/berth/demo run --bundle "$bundle" "demo-$$"
+echo ">> a busybox image, as docker save would write it"
+_output/testimage -busybox -format docker-archive -o "$work/busybox.tar"
+berth image load -i "$work/busybox.tar"
+berth image ls
+
+echo ">> berth image unpack berth.test/busybox $work/bundle"
+berth image unpack -u nobody berth.test/busybox "$work/bundle" -- \
+	sh -c 'echo "hello from a berth container: host $(hostname), pid $$, $(id)"; echo "its root:"; ls /'
+
+echo ">> berth runtime run"
+bin/berth runtime --root /run/berth/demo run --bundle "$work/bundle" "demo-$$"

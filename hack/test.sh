@@ -13,8 +13,9 @@ fi
 source hack/lib.sh
 # busybox-static: the root filesystem of test containers. runc, containerd
 # and podman: the peer Berth is compared with and the engines it must stand
-# in for. uidmap, iproute2, procps, git: tools the tests and checks call.
-need_packages busybox-static iproute2 procps runc containerd podman uidmap git "${build_packages[@]}"
+# in for; skopeo: a second outside reader and writer of image archives.
+# uidmap, iproute2, procps, git: tools the tests and checks call.
+need_packages busybox-static iproute2 procps runc containerd podman skopeo uidmap git "${build_packages[@]}"
 need_go
 
 echo ">> go mod download"
@@ -36,7 +37,7 @@ fi
 go vet ./...
 
 echo ">> unit tests (race detector)"
-go test -race -count=1 ./runtime/seccomp/ ./runtime/config/ ./runtime/cgroups/
+go test -race -count=1 ./runtime/seccomp/ ./runtime/config/ ./runtime/cgroups/ ./image/content/ ./image/metadata/
 
 echo ">> integration tests (root)"
 go test -count=1 -timeout 20m ./...

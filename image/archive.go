@@ -179,13 +179,14 @@ func (s *Store) readArchive(lease string, r io.Reader) (files map[string]archive
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("archive: %w", err)
 		}
+		if h.Typeflag == tar.TypeDir {
+			continue
+		}
 		name := cleanArchivePath(h.Name)
 		if name == "" {
 			return nil, nil, nil, fmt.Errorf("archive entry %q: path outside the archive", h.Name)
 		}
 		switch h.Typeflag {
-		case tar.TypeDir:
-			continue
 		case tar.TypeSymlink, tar.TypeLink:
 			target := h.Linkname
 			if h.Typeflag == tar.TypeSymlink {

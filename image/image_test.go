@@ -484,6 +484,20 @@ func TestBadArchivesFailClearlyAndLeaveNothing(t *testing.T) {
 	}
 }
 
+// An OCI layout tarred by hand (tar -C layout -c .) has "./" names.
+func TestLoadOfALayoutTarredByHand(t *testing.T) {
+	s := openStore(t, "")
+	dir := t.TempDir()
+	if _, err := layered().WriteOCILayout(dir); err != nil {
+		t.Fatal(err)
+	}
+	b := tarDir(t, dir)
+	if names := load(t, s, b); len(names) != 1 {
+		t.Fatalf("loaded %v", names)
+	}
+	rootfs(t, s, "example.com/layered:1")
+}
+
 func TestSaveAndLoadRoundTrip(t *testing.T) {
 	for _, format := range []string{image.FormatDocker, image.FormatOCI} {
 		t.Run(format, func(t *testing.T) {

@@ -93,17 +93,7 @@ func (a *applier) file(name, parent, base string, hdr *tar.Header, r io.Reader) 
 	if hdr.Size > a.maxBytes-a.stats.Bytes {
 		return fmt.Errorf("%w: MaxBytes: file of %d bytes takes the layer over %d bytes", ErrLimit, hdr.Size, a.maxBytes)
 	}
-	fd := -1
-	_, psetgid, err := a.create(parent, base, name, func(pfd int) error {
-		var err error
-		fd, err = unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-		return err
-	})
-	if err != nil {
-		return &os.PathError{Op: "create", Path: name, Err: err}
-	}
-	n, err := a.copyContent(fd, r, hdr.Size)
-	a.stats.Bytes += n
+	fd, psetgid, err := a.newFile(parent, base, name, r, hdr.Size)
 	if err == nil {
 		// After the content: writing clears setuid bits and file
 		// capabilities, and chown clears them too.
@@ -115,10 +105,31 @@ func (a *applier) file(name, parent, base string, hdr *tar.Header, r io.Reader) 
 			err = &os.PathError{Op: "futimens", Path: name, Err: err}
 		}
 	}
+	if fd < 0 {
+		return err
+	}
 	if cerr := unix.Close(fd); err == nil && cerr != nil {
 		err = &os.PathError{Op: "close", Path: name, Err: cerr}
 	}
 	return err
+}
+
+// newFile creates a regular file (replacing what is in the way) and writes
+// size bytes of r into it. The descriptor is returned, open, even when the
+// copy failed, for the caller to close; it is -1 if creation failed.
+func (a *applier) newFile(parent, base, name string, r io.Reader, size int64) (fd int, psetgid bool, err error) {
+	fd = -1
+	_, psetgid, err = a.create(parent, base, name, func(pfd int) error {
+		var err error
+		fd, err = unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		return err
+	})
+	if err != nil {
+		return -1, false, &os.PathError{Op: "create", Path: name, Err: err}
+	}
+	n, err := a.copyContent(fd, r, size)
+	a.stats.Bytes += n
+	return fd, psetgid, err
 }
 
 func (a *applier) copyContent(fd int, r io.Reader, size int64) (int64, error) {
@@ -439,17 +450,7 @@ func (a *applier) copyFrom(src *os.File, name string) error {
 		return fmt.Errorf("%w: MaxBytes: copying up %q takes the layer over %d bytes", ErrLimit, name, a.maxBytes)
 	}
 	parent, base := split(name)
-	fd := -1
-	_, _, err := a.create(parent, base, name, func(pfd int) error {
-		var err error
-		fd, err = unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-		return err
-	})
-	if err != nil {
-		return &os.PathError{Op: "copy up", Path: name, Err: err}
-	}
-	n, err := a.copyContent(fd, src, st.Size)
-	a.stats.Bytes += n
+	fd, _, err := a.newFile(parent, base, name, src, st.Size)
 	if err == nil {
 		err = unix.Fchown(fd, int(st.Uid), int(st.Gid))
 	}
@@ -464,11 +465,13 @@ func (a *applier) copyFrom(src *os.File, name string) error {
 		ts := []unix.Timespec{st.Atim, st.Mtim}
 		err = unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH)
 	}
-	if cerr := unix.Close(fd); err == nil {
-		err = cerr
+	if fd >= 0 {
+		if cerr := unix.Close(fd); err == nil {
+			err = cerr
+		}
 	}
 	if err != nil {
-		return &os.PathError{Op: "copy up", Path: name, Err: err}
+		return fmt.Errorf("copy up %s: %w", name, err)
 	}
 	return nil
 }

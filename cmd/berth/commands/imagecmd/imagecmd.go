@@ -35,6 +35,17 @@ func (g *Globals) open() (*image.Store, error) {
 	return image.Open(g.Root, image.Options{Snapshotter: snapshot.Driver(g.Snapshotter), Logger: g.Log})
 }
 
+// withStore makes a command's RunE that opens the store first.
+func (g *Globals) withStore(run func(cmd *cobra.Command, args []string, s *image.Store) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		s, err := g.open()
+		if err != nil {
+			return err
+		}
+		return run(cmd, args, s)
+	}
+}
+
 // New returns the image command tree.
 func New(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
@@ -116,11 +127,7 @@ reads standard input), as "docker import" does.
   berth image import rootfs.tar.gz myimage:1.0
   tar -C rootfs -c . | berth image import --change 'CMD ["sh"]' - busybox`,
 		Args: cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := g.open()
-			if err != nil {
-				return err
-			}
+		RunE: g.withStore(func(cmd *cobra.Command, args []string, s *image.Store) error {
 			in, err := openInput(args[0])
 			if err != nil {
 				return err
@@ -132,7 +139,7 @@ reads standard input), as "docker import" does.
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), img.ID)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringArrayVarP(&changes, "change", "c", nil, "apply a Dockerfile instruction to the config (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE, VOLUME, STOPSIGNAL)")
 	cmd.Flags().StringVarP(&message, "message", "m", "", "comment for the image's history")
@@ -150,11 +157,7 @@ func loadCmd(g *Globals) *cobra.Command {
 an OCI image layout as a tar ("podman save --format oci-archive", skopeo's
 oci-archive), plain or compressed, from a file or standard input.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := g.open()
-			if err != nil {
-				return err
-			}
+		RunE: g.withStore(func(cmd *cobra.Command, _ []string, s *image.Store) error {
 			in, err := openInput(input)
 			if err != nil {
 				return err
@@ -170,7 +173,7 @@ oci-archive), plain or compressed, from a file or standard input.`,
 				}
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVarP(&input, "input", "i", "-", "archive to read (\"-\": standard input)")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print nothing")
@@ -187,11 +190,7 @@ and "podman load" read, and an OCI layout at the same time) or oci-archive (the
 whole index of each image, every platform the store has).`,
 		Args:              cobra.MinimumNArgs(1),
 		ValidArgsFunction: completeImages(g),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := g.open()
-			if err != nil {
-				return err
-			}
+		RunE: g.withStore(func(cmd *cobra.Command, args []string, s *image.Store) error {
 			if out == "" || out == "-" {
 				if isTerminal(os.Stdout) {
 					return errors.New("refusing to write an archive to a terminal: give -o FILE or redirect")
@@ -213,7 +212,7 @@ whole index of each image, every platform the store has).`,
 				return err
 			}
 			return os.Rename(tmp.Name(), out)
-		},
+		}),
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "file to write (default standard output)")
 	cmd.Flags().StringVar(&format, "format", image.FormatDocker, "archive format: docker-archive or oci-archive")
@@ -245,11 +244,7 @@ func lsCmd(g *Globals) *cobra.Command {
 		Aliases: []string{"list"},
 		Short:   "List images",
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := g.open()
-			if err != nil {
-				return err
-			}
+		RunE: g.withStore(func(cmd *cobra.Command, _ []string, s *image.Store) error {
 			all, err := s.List()
 			if err != nil {
 				return err
@@ -295,7 +290,7 @@ func lsCmd(g *Globals) *cobra.Command {
 				}
 				return tw.Flush()
 			})
-		},
+		}),
 	}
 	cmd.Flags().StringVarP(&format, "output", "o", "table", "output format: table, json or yaml")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print image IDs only")
@@ -334,11 +329,7 @@ func inspectCmd(g *Globals) *cobra.Command {
 		Short:             "Show images' records, manifests and configs",
 		Args:              cobra.MinimumNArgs(1),
 		ValidArgsFunction: completeImages(g),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := g.open()
-			if err != nil {
-				return err
-			}
+		RunE: g.withStore(func(cmd *cobra.Command, args []string, s *image.Store) error {
 			var out []image.Description
 			var errs []error
 			for _, a := range args {
@@ -361,7 +352,7 @@ func inspectCmd(g *Globals) *cobra.Command {
 				}
 			}
 			return errors.Join(errs...)
-		},
+		}),
 	}
 	cmd.Flags().StringVarP(&format, "output", "o", "json", "output format: json or yaml")
 	cmd.Flags().StringVar(&platform, "platform", "", "which manifest of a multi-platform image (default this host's)")
@@ -377,11 +368,7 @@ func rmCmd(g *Globals) *cobra.Command {
 		Short:             "Remove image names (content goes at the next prune)",
 		Args:              cobra.MinimumNArgs(1),
 		ValidArgsFunction: completeImages(g),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := g.open()
-			if err != nil {
-				return err
-			}
+		RunE: g.withStore(func(cmd *cobra.Command, args []string, s *image.Store) error {
 			var errs []error
 			for _, a := range args {
 				names, err := s.Remove(a, force)
@@ -394,7 +381,7 @@ func rmCmd(g *Globals) *cobra.Command {
 				}
 			}
 			return errors.Join(errs...)
-		},
+		}),
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "given an ID with several names, remove them all")
 	return cmd
@@ -406,14 +393,10 @@ func tagCmd(g *Globals) *cobra.Command {
 		Short:             "Give an image another name",
 		Args:              cobra.ExactArgs(2),
 		ValidArgsFunction: completeImages(g),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := g.open()
-			if err != nil {
-				return err
-			}
-			_, err = s.Tag(args[0], args[1])
+		RunE: g.withStore(func(cmd *cobra.Command, args []string, s *image.Store) error {
+			_, err := s.Tag(args[0], args[1])
 			return err
-		},
+		}),
 	}
 }
 
@@ -426,11 +409,7 @@ func pruneCmd(g *Globals) *cobra.Command {
 and config) and no load or unpack in progress holds, layer snapshots that no
 image and no container root is built on, and what interrupted commands left.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := g.open()
-			if err != nil {
-				return err
-			}
+		RunE: g.withStore(func(cmd *cobra.Command, _ []string, s *image.Store) error {
 			res, err := s.Prune()
 			if err != nil {
 				return err
@@ -446,7 +425,7 @@ image and no container root is built on, and what interrupted commands left.`,
 				fmt.Fprintf(w, "Total reclaimed space: %s\n", units.HumanSize(float64(res.BlobBytes)))
 				return nil
 			})
-		},
+		}),
 	}
 	cmd.Flags().StringVarP(&format, "output", "o", "table", "output format: table, json or yaml")
 	_ = cmd.RegisterFlagCompletionFunc("output", completeFormats)

@@ -267,3 +267,45 @@ func TestArchivesInterchangeWithPodman(t *testing.T) {
 		}
 	}
 }
+
+// skopeo converts between the archive formats with containers/image, the
+// library podman, CRI-O and buildah share: Berth's archives must read
+// there, and skopeo's here.
+func TestArchivesInterchangeWithSkopeo(t *testing.T) {
+	skopeo, err := exec.LookPath("skopeo")
+	if err != nil {
+		t.Skip("skopeo is not installed (apt-get install skopeo)")
+	}
+	s := newStore(t)
+	s.must("image", "load", "-i", writeArchive(t, busybox(t), "docker-archive"))
+	dir := t.TempDir()
+	for _, c := range []struct{ from, to string }{
+		{"docker-archive", "oci-archive"},
+		{"oci-archive", "docker-archive"},
+	} {
+		ours := filepath.Join(dir, "berth-"+c.from+".tar")
+		s.must("image", "save", "--format", c.from, "-o", ours, "berth.test/busybox")
+		theirs := filepath.Join(dir, "skopeo-"+c.to+".tar")
+		dest := c.to + ":" + theirs
+		if c.to == "docker-archive" {
+			dest += ":berth.test/busybox:skopeo"
+		} else {
+			dest += ":skopeo"
+		}
+		src := c.from + ":" + ours
+		if out, err := exec.Command(skopeo, "--insecure-policy", "copy", "--quiet", src, dest).CombinedOutput(); err != nil {
+			t.Fatalf("skopeo copy %s %s: %v\n%s", src, dest, err, out)
+		}
+		b := newStore(t)
+		loaded := b.must("image", "load", "-i", theirs)
+		name := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(loaded), "Loaded image:"))
+		if c.to == "docker-archive" && name != "berth.test/busybox:skopeo" {
+			t.Fatalf("loaded %q", loaded)
+		}
+		// skopeo's oci-archive names its image by a tag alone, which
+		// is no reference: Berth keeps it by digest.
+		if got := b.run(name, nil, "echo", "via skopeo"); got != "via skopeo\n" {
+			t.Fatalf("%s from skopeo (%s) ran: %q", c.to, name, got)
+		}
+	}
+}

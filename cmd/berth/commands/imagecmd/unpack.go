@@ -52,11 +52,7 @@ DIR/config.json a runtime spec from the image's config with Docker's defaults
 			return cobra.MinimumNArgs(2)(cmd, args)
 		},
 		ValidArgsFunction: completeImages(g),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := g.open()
-			if err != nil {
-				return err
-			}
+		RunE: g.withStore(func(cmd *cobra.Command, args []string, s *image.Store) error {
 			if remove {
 				dir, err := filepath.Abs(args[0])
 				if err != nil {
@@ -78,7 +74,7 @@ DIR/config.json a runtime spec from the image's config with Docker's defaults
 				}
 			}
 			return makeBundle(s, args[0], dir, platform, o)
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.BoolVar(&remove, "remove", false, "undo an unpack: unmount DIR/rootfs and remove its snapshot and files")

@@ -387,8 +387,8 @@ func (s *Store) Save(w io.Writer, names []string, format string) error {
 			blobs = append([]ocispec.Descriptor{desc, m.Config}, m.Layers...)
 			if format == FormatDocker {
 				e := dockerManifestEntry{Config: blobPath(m.Config.Digest)}
-				if !strings.HasPrefix(img.Name, "sha256:") {
-					e.RepoTags = []string{FamiliarName(img.Name)}
+				if tag := repoTag(img.Name); tag != "" {
+					e.RepoTags = []string{tag}
 				}
 				for _, l := range m.Layers {
 					e.Layers = append(e.Layers, blobPath(l.Digest))
@@ -433,6 +433,25 @@ func (s *Store) Save(w io.Writer, names []string, format string) error {
 		}
 	}
 	return tw.Close()
+}
+
+// repoTag is a name as docker-archive's RepoTags hold it: familiar, with
+// its tag and without a digest (docker load refuses a digest there). A
+// name without a tag has none.
+func repoTag(name string) string {
+	ref, err := reference.ParseNormalizedNamed(name)
+	if err != nil {
+		return ""
+	}
+	tagged, ok := ref.(reference.Tagged)
+	if !ok {
+		return ""
+	}
+	t, err := reference.WithTag(reference.TrimNamed(ref), tagged.Tag())
+	if err != nil {
+		return ""
+	}
+	return reference.FamiliarString(t)
 }
 
 func blobPath(d digest.Digest) string {

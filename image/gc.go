@@ -3,6 +3,8 @@ package image
 import (
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/berth-dev/berth/image/content"
@@ -23,25 +25,44 @@ type PruneResult struct {
 }
 
 // Prune removes what nothing refers to: blobs that no image (through its
-// index, manifests and configs) and no lease names, committed snapshots
-// that are no image's layer chain and under no active snapshot or lease,
-// directories and ingests that crashed commands left. The database is
-// held for the whole collection, so no other command changes the store
-// meanwhile.
+// index, manifests and configs) and no live lease names; committed
+// snapshots that are no image's layer chain and under no active snapshot
+// or lease; and what killed commands left (their leases, the layers they
+// were unpacking, orphan directories, ingests). The database is held
+// while marking and unlinking, so no other command changes the store
+// meanwhile; snapshot trees are only renamed aside then, and deleted once
+// it is released.
 func (s *Store) Prune() (PruneResult, error) {
 	var res PruneResult
-	if err := s.DB.Hold(); err != nil {
+	trash, err := s.collect(&res)
+	for _, dir := range trash {
+		if rerr := os.RemoveAll(dir); rerr != nil && err == nil {
+			err = fmt.Errorf("remove snapshot directory: %w", rerr)
+		}
+	}
+	if err != nil {
 		return res, err
+	}
+	if res.Orphans, err = s.Snapshots.Orphans(); err != nil {
+		return res, err
+	}
+	if res.Ingests, err = s.Content.RemoveAbandoned(); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// collect marks and sweeps with the database held, returning the snapshot
+// directories to delete.
+func (s *Store) collect(res *PruneResult) ([]string, error) {
+	if err := s.DB.Hold(); err != nil {
+		return nil, err
 	}
 	defer s.DB.Release()
 
 	now := time.Now()
 	blobs := map[digest.Digest]bool{}
 	snaps := map[string]bool{}
-	// A blob committed after a live lease began may be one its owner
-	// wrote but has not yet named in the lease (the digest of a blob of
-	// unknown content is known only once it is written).
-	var protectAfter time.Time
 	var images []metadata.Image
 	var all []metadata.Snapshot
 	err := s.DB.Update(func(tx *bolt.Tx) error {
@@ -54,7 +75,7 @@ func (s *Store) Prune() (PruneResult, error) {
 			return err
 		}
 		for _, l := range leases {
-			if now.After(l.Expires) {
+			if !l.Live(now) {
 				if err := metadata.DeleteLease(tx, l.ID); err != nil {
 					return err
 				}
@@ -67,40 +88,38 @@ func (s *Store) Prune() (PruneResult, error) {
 			for _, n := range l.Snapshots {
 				snaps[n] = true
 			}
-			if protectAfter.IsZero() || l.Created.Before(protectAfter) {
-				protectAfter = l.Created
-			}
 		}
 		all, err = metadata.Snapshots(tx)
 		return err
 	})
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	for _, img := range images {
 		if err := s.markContent(img.Target, blobs, snaps, 0); err != nil {
-			return res, fmt.Errorf("image %s: %w", img.Name, err)
+			return nil, fmt.Errorf("image %s: %w", img.Name, err)
 		}
 	}
-	// Active snapshots and views are containers' and users' own; they
-	// and everything under them stay.
+	// Active snapshots and views are containers' and bundles' roots;
+	// they and everything under them stay. The layers an unpack is
+	// writing stay only while its lease does.
 	byName := map[string]metadata.Snapshot{}
 	for _, sn := range all {
 		byName[sn.Name] = sn
 	}
 	for _, sn := range all {
-		if sn.Kind != metadata.Committed {
+		if sn.Kind != metadata.Committed && !strings.HasPrefix(sn.Name, extractPrefix) {
 			snaps[sn.Name] = true
 		}
 	}
 	for name := range snaps {
-		for p := byName[name].Parent; p != "" && !snapsHas(snaps, p); p = byName[p].Parent {
+		for p := byName[name].Parent; p != "" && !snaps[p]; p = byName[p].Parent {
 			snaps[p] = true
 		}
 	}
 
 	err = s.Content.Walk(func(i content.Info) error {
-		if blobs[i.Digest] || (!protectAfter.IsZero() && !i.ModTime.Before(protectAfter)) {
+		if blobs[i.Digest] {
 			return nil
 		}
 		if err := s.Content.Delete(i.Digest); err != nil {
@@ -111,7 +130,7 @@ func (s *Store) Prune() (PruneResult, error) {
 		return nil
 	})
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	if len(res.Blobs) > 0 {
 		err = s.DB.Update(func(tx *bolt.Tx) error {
@@ -123,25 +142,28 @@ func (s *Store) Prune() (PruneResult, error) {
 			return nil
 		})
 		if err != nil {
-			return res, err
+			return nil, err
 		}
 	}
 
-	// Snapshots go children first: keep removing the unreferenced ones
+	// Snapshots go children first: keep discarding the unreferenced ones
 	// that nothing is built on until none is left.
+	var trash []string
 	for {
 		removed := false
 		left, err := s.Snapshots.List()
 		if err != nil {
-			return res, err
+			return trash, err
 		}
 		for _, sn := range left {
 			if snaps[sn.Name] || hasChild(left, sn.Name) {
 				continue
 			}
-			if err := s.Snapshots.Remove(sn.Name); err != nil {
-				return res, fmt.Errorf("snapshot %s: %w", sn.Name, err)
+			dir, err := s.Snapshots.Discard(sn.Name)
+			if err != nil {
+				return trash, fmt.Errorf("snapshot %s: %w", sn.Name, err)
 			}
+			trash = append(trash, dir)
 			res.Snapshots = append(res.Snapshots, sn.Name)
 			removed = true
 		}
@@ -149,16 +171,8 @@ func (s *Store) Prune() (PruneResult, error) {
 			break
 		}
 	}
-	if res.Orphans, err = s.Snapshots.Orphans(); err != nil {
-		return res, err
-	}
-	if res.Ingests, err = s.Content.RemoveAbandoned(); err != nil {
-		return res, err
-	}
-	return res, nil
+	return trash, nil
 }
-
-func snapsHas(m map[string]bool, k string) bool { return m[k] }
 
 func hasChild(all []metadata.Snapshot, name string) bool {
 	for _, c := range all {

@@ -660,3 +660,35 @@ func TestNamesAreNormalizedAsDockerDoes(t *testing.T) {
 		}
 	}
 }
+
+func TestPlatformIsCheckedForSingleManifestsToo(t *testing.T) {
+	s := openStore(t, "")
+	load(t, s, archive(t, layered(), image.FormatOCI))
+	img, _ := s.Get("example.com/layered:1")
+	if _, _, err := s.Manifest(img.Target, "linux/"+runtime.GOARCH); err != nil {
+		t.Fatalf("the image's own platform: %v", err)
+	}
+	if _, _, err := s.Manifest(img.Target, "linux/s390x"); err == nil || !strings.Contains(err.Error(), "not linux/s390x") {
+		t.Fatalf("another platform: %v", err)
+	}
+}
+
+func TestSavedRepoTagsAreTagsAndDigestNamesMustMatch(t *testing.T) {
+	s := openStore(t, "")
+	load(t, s, archive(t, layered(), image.FormatOCI))
+	img, _ := s.Get("example.com/layered:1")
+	if _, err := s.Tag("example.com/layered:1", "example.com/app@"+digest.FromString("other").String()); err == nil {
+		t.Fatal("tagged with a digest that is not the image's")
+	}
+	pinned := "example.com/app:v1@" + img.Target.Digest.String()
+	if _, err := s.Tag("example.com/layered:1", pinned); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := s.Save(&buf, []string{pinned}, image.FormatDocker); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(buf.Bytes(), []byte(`"RepoTags":["example.com/app:v1"]`)) {
+		t.Fatal("the saved RepoTags are not the name's tag alone")
+	}
+}

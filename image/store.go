@@ -211,6 +211,12 @@ func (s *Store) Tag(src, dst string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// A name with a digest says what it names: it must be that.
+	if ref, err := reference.ParseNormalizedNamed(name); err == nil {
+		if d, ok := ref.(reference.Digested); ok && d.Digest() != img.Target.Digest {
+			return "", fmt.Errorf("%s names %s, but the image is %s", dst, d.Digest(), img.Target.Digest)
+		}
+	}
 	return name, s.Put(name, img.Target, img.Labels)
 }
 
@@ -264,6 +270,11 @@ func (s *Store) Manifest(target ocispec.Descriptor, platform string) (ocispec.Ma
 		}
 		b, err := s.Content.ReadBlob(desc.Digest, maxManifestSize)
 		if err != nil {
+			if depth > 0 {
+				p := platformOf(desc)
+				err = fmt.Errorf("the index names manifest %s for %s/%s%s, which the store does not have: %w",
+					desc.Digest, p.OS, p.Architecture, variant(p.Variant), err)
+			}
 			return ocispec.Manifest{}, desc, err
 		}
 		mt := desc.MediaType
@@ -278,6 +289,17 @@ func (s *Store) Manifest(target ocispec.Descriptor, platform string) (ocispec.Ma
 				return m, desc, fmt.Errorf("manifest %s: %w", desc.Digest, err)
 			}
 			desc.MediaType = mt
+			if depth == 0 && platform != "" {
+				// Not chosen from an index: the config says what it
+				// runs on.
+				c, err := s.Config(m)
+				if err != nil {
+					return m, desc, err
+				}
+				if !match.Match(c.Platform) {
+					return m, desc, fmt.Errorf("the image is for %s/%s%s, not %s", c.OS, c.Architecture, variant(c.Variant), platform)
+				}
+			}
 			return m, desc, nil
 		}
 		if !IsIndex(mt) {

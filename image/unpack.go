@@ -60,11 +60,23 @@ func (s *Store) Unpack(target ocispec.Descriptor, platform string) (UnpackResult
 		return res, nil
 	}
 	err = s.withLease(func(lease string) error {
-		names := make([]string, 0, len(chain)-first)
-		for _, id := range chain[first:] {
+		// The whole chain and every blob it comes from: the image's
+		// name may be repointed, and a prune run, while this unpacks.
+		names := make([]string, 0, 2*len(chain))
+		for _, id := range chain {
 			names = append(names, id.String())
 		}
+		for _, id := range chain[first:] {
+			names = append(names, extractKey(lease, id))
+		}
 		if err := s.leaseSnapshot(lease, names...); err != nil {
+			return err
+		}
+		blobs := []digest.Digest{target.Digest, m.Config.Digest}
+		for _, l := range m.Layers {
+			blobs = append(blobs, l.Digest)
+		}
+		if err := s.leaseContent(lease, blobs...); err != nil {
 			return err
 		}
 		if s.Snapshots.Driver() == snapshot.Overlay {
@@ -90,7 +102,7 @@ func (s *Store) unpackParallel(layers []ocispec.Descriptor, diffIDs, chain []dig
 		if _, err := s.Snapshots.Stat(chain[i].String()); err == nil {
 			continue // committed meanwhile (or below first, shared)
 		}
-		keys[j] = "extract-" + lease + "-" + chain[i].Encoded()
+		keys[j] = extractKey(lease, chain[i])
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -162,7 +174,7 @@ func (s *Store) unpackInOrder(layers []ocispec.Descriptor, diffIDs, chain []dige
 		if i > 0 {
 			parent = chain[i-1].String()
 		}
-		key := "extract-" + lease + "-" + chain[i].Encoded()
+		key := extractKey(lease, chain[i])
 		size, err := s.unpackLayer(key, parent, layers[i], diffIDs[i], false, nil)
 		if err != nil {
 			_ = s.Snapshots.Remove(key)
@@ -208,4 +220,13 @@ func (s *Store) unpackLayer(key, parent string, desc ocispec.Descriptor, diffID 
 		return 0, fmt.Errorf("uncompressed content is %s, but the image config says %s (rootfs.diff_ids)", got, diffID)
 	}
 	return st.Bytes, nil
+}
+
+// extractPrefix starts the names of the active snapshots layers are
+// unpacked into: protected by their unpack's lease alone, and garbage
+// once it is gone.
+const extractPrefix = "extract-"
+
+func extractKey(lease string, chainID digest.Digest) string {
+	return extractPrefix + lease + "-" + chainID.Encoded()
 }

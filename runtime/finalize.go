@@ -280,7 +280,8 @@ func lookPath(root *os.File, p *specs.Process) (string, error) {
 // passwdEntry finds a user's name and home directory in the passwd file
 // under root (the container's, or the host's).
 func passwdEntry(root *os.File, uid uint32) (name, home string) {
-	f, err := inroot.Openat2(int(root.Fd()), "etc/passwd", unix.O_RDONLY, unix.RESOLVE_IN_ROOT|unix.RESOLVE_NO_MAGICLINKS)
+	// A regular file only: the image may have put a device there.
+	f, err := inroot.OpenRegular(int(root.Fd()), "etc/passwd", unix.RESOLVE_IN_ROOT|unix.RESOLVE_NO_MAGICLINKS)
 	if err != nil {
 		return "", ""
 	}

@@ -376,3 +376,31 @@ func answerNotifications(fd int) {
 		}
 	}
 }
+
+// The runtime reads the container's /etc/passwd (for HOME) as root on the
+// host side: a FIFO or device node planted there must not be opened (a
+// FIFO would hang the create; a device's open runs its driver on the
+// host).
+func TestPasswdThatIsNotAFileIsNotOpened(t *testing.T) {
+	e := newEnv(t)
+	b := e.bundle("sh", "-c", "echo home=$HOME")
+	passwd := filepath.Join(b.dir, "rootfs", "etc", "passwd")
+	os.Remove(passwd)
+	if err := unix.Mkfifo(passwd, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := e.cmd("run", "--bundle", b.write(t), e.id())
+	done := make(chan struct{})
+	var out []byte
+	var err error
+	go func() { out, err = cmd.CombinedOutput(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("run hung on the FIFO at /etc/passwd")
+	}
+	if err != nil || !strings.Contains(string(out), "home=") {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+}

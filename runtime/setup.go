@@ -174,11 +174,15 @@ func setupOnThread(req *setupRequest) (*setupResult, error) {
 			return nil, err
 		}
 	}
+	res := &setupResult{}
+	// HOME from the container's passwd, read before the pivot: the file
+	// is reopened through /proc/self/fd (see inroot.OpenRegular), which
+	// the container's own /proc, of another PID namespace, cannot do.
+	_, res.home = passwdEntry(r.root, spec.Process.User.UID)
 	r.root.Close()
 	if err := r.pivot(); err != nil {
 		return nil, err
 	}
-	res := &setupResult{}
 	newRoot, err := os.OpenFile("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
@@ -214,7 +218,6 @@ func setupOnThread(req *setupRequest) (*setupResult, error) {
 		res.close()
 		return nil, err
 	}
-	_, res.home = passwdEntry(newRoot, spec.Process.User.UID)
 	return res, nil
 }
 

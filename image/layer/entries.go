@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
+	"path/filepath"
 	"strings"
 
 	"github.com/berth-dev/berth/internal/inroot"
@@ -255,15 +255,21 @@ func (a *applier) hardlink(name, parent, base string, hdr *tar.Header) error {
 		})
 		return err
 	}
-	err = link()
-	if errNotFound(err) && a.overlay {
+	// Before the link's own parents are made: copy-up makes the
+	// target's parents with the lower layers' metadata, and the two may
+	// share some.
+	if a.overlay && !a.exists(tparent, tbase) {
 		if len(a.lowers) == 0 {
 			return fmt.Errorf("hardlink target %q: %w", hdr.Linkname, ErrLinkBelow)
 		}
-		if err = a.copyUp(target); err == nil {
-			err = link()
+		if err := a.copyUp(target); err != nil {
+			if errNotFound(err) {
+				return fmt.Errorf("hardlink target %q does not exist in the layer or below: %w", hdr.Linkname, err)
+			}
+			return err
 		}
 	}
+	err = link()
 	switch {
 	case err == nil:
 		return nil
@@ -382,60 +388,147 @@ func setTimes(pfd int, base, name string, hdr *tar.Header) error {
 	return nil
 }
 
-// copyUp copies a regular file from the nearest lower layer that has it
-// into this layer, with its owner, mode, xattrs and times, for a hardlink
-// to link to. A whiteout or opaque directory on the way hides it, as it
-// would in the mounted image.
+// exists reports whether this layer has parent/base (not following it).
+func (a *applier) exists(parent, base string) bool {
+	pfd, _, err := a.dirs.get(parent, false)
+	if err != nil {
+		return false
+	}
+	var st unix.Stat_t
+	return unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
+}
+
+// copyUp copies a regular file from the lower layers into this layer, for
+// a hardlink to link to, as overlayfs copies a file up before linking it.
+// The file is looked up as overlayfs would: in each layer, nearest first,
+// until it is found or something hides it (a whiteout, a non-directory on
+// its path, an opaque directory above it). Its parent directories come up
+// with the owner, mode and times the mounted image shows for them.
 func (a *applier) copyUp(name string) error {
-	for _, lower := range a.lowers {
+	for i, lower := range a.lowers {
 		root, err := os.OpenFile(lower, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return err
 		}
-		if hiddenIn(root, name) {
+		found, hides := lookupInLayer(root, name)
+		if !found {
 			root.Close()
-			return unix.ENOENT
+			if hides {
+				return unix.ENOENT
+			}
+			continue
 		}
-		// No symlink on the way: a link's target is a real path, and
-		// one through a lower symlink would be copied up to a place
-		// that hides that symlink. O_NONBLOCK: a FIFO there must not
-		// hang the open (it is refused below, as not a file).
-		src, err := inroot.Openat2(int(root.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK,
+		// No symlink on the way (lookupInLayer saw real directories).
+		// A regular file only: opening a device node the layer holds
+		// would run its driver on the host.
+		src, err := inroot.OpenRegular(int(root.Fd()), name,
 			unix.RESOLVE_BENEATH|unix.RESOLVE_NO_SYMLINKS|unix.RESOLVE_NO_MAGICLINKS)
 		root.Close()
-		if errNotFound(err) {
-			continue
+		if errors.Is(err, inroot.ErrNotRegular) {
+			return fmt.Errorf("hardlink target %q in a lower layer is not a regular file", name)
 		}
 		if err != nil {
 			return err
 		}
-		err = a.copyFrom(src, name)
-		src.Close()
-		return err
+		defer src.Close()
+		if err := a.copyUpParents(name, a.lowers[:i+1]); err != nil {
+			return err
+		}
+		if err := a.copyFrom(src, name); err != nil {
+			return err
+		}
+		if a.copiedUp == nil {
+			a.copiedUp = map[string]bool{}
+		}
+		a.copiedUp[name] = true
+		return nil
 	}
 	return unix.ENOENT
 }
 
-// hiddenIn reports whether a lower layer hides name from the layers below
-// it: a whiteout of it or of a parent, or an opaque parent. Every lookup
-// is resolved inside the lower layer.
-func hiddenIn(root *os.File, name string) bool {
-	for p := name; p != "."; p = path.Dir(p) {
-		dir, err := inroot.Openat2(int(root.Fd()), path.Dir(p), unix.O_RDONLY|unix.O_DIRECTORY, unix.RESOLVE_IN_ROOT|unix.RESOLVE_NO_MAGICLINKS)
-		if err != nil {
-			continue
-		}
+// lookupInLayer looks name up in one layer's directory without following
+// anything: found if the layer has it, hides if the layer hides it from
+// the layers below (a whiteout of it or of a parent, a parent that is not
+// a directory here, an opaque parent).
+func lookupInLayer(root *os.File, name string) (found, hides bool) {
+	parts := strings.Split(name, "/")
+	opaque := false
+	for i := range parts {
+		p := strings.Join(parts[:i+1], "/")
 		var st unix.Stat_t
-		whiteout := unix.Fstatat(int(dir.Fd()), path.Base(p), &st, unix.AT_SYMLINK_NOFOLLOW) == nil &&
-			st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0
-		buf := make([]byte, 2)
-		n, err := unix.Fgetxattr(int(dir.Fd()), "trusted.overlay.opaque", buf)
-		dir.Close()
-		if whiteout || (err == nil && string(buf[:n]) == "y") {
-			return true
+		// Every earlier part was seen to be a real directory, so this
+		// resolves no symlink.
+		if err := unix.Fstatat(int(root.Fd()), p, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return false, opaque
+		}
+		typ := st.Mode & unix.S_IFMT
+		if typ == unix.S_IFCHR && st.Rdev == 0 {
+			return false, true // a whiteout
+		}
+		if i == len(parts)-1 {
+			return true, true
+		}
+		if typ != unix.S_IFDIR {
+			return false, true
+		}
+		if opaqueIn(root, p) {
+			opaque = true
 		}
 	}
-	return false
+	return false, opaque
+}
+
+func opaqueIn(root *os.File, dir string) bool {
+	fd, err := unix.Openat(int(root.Fd()), dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	buf := make([]byte, 2)
+	n, err := unix.Fgetxattr(fd, overlayOpaque, buf)
+	return err == nil && string(buf[:n]) == "y"
+}
+
+// copyUpParents makes the parents of name that this layer lacks, each with
+// the metadata of the nearest lower layer's directory of that name (which
+// the mounted image shows), instead of the 0755 root:root a parent the tar
+// does not list gets.
+func (a *applier) copyUpParents(name string, lowers []string) error {
+	parts := strings.Split(name, "/")
+	for i := 1; i < len(parts); i++ {
+		dir := strings.Join(parts[:i], "/")
+		parent, base := split(dir)
+		pfd, _, err := a.dirs.get(parent, false)
+		if err != nil {
+			return err
+		}
+		var st unix.Stat_t
+		if unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+			continue // this layer has it: its own metadata stands
+		}
+		var meta unix.Stat_t
+		found := false
+		for _, lower := range lowers {
+			if unix.Lstat(filepath.Join(lower, dir), &meta) == nil && meta.Mode&unix.S_IFMT == unix.S_IFDIR {
+				found = true
+				break
+			}
+		}
+		if !found {
+			continue // made below as any missing parent is
+		}
+		if err := unix.Mkdirat(pfd, base, meta.Mode&0o7777); err != nil {
+			return &os.PathError{Op: "mkdir", Path: dir, Err: err}
+		}
+		if err := unix.Fchownat(pfd, base, int(meta.Uid), int(meta.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return &os.PathError{Op: "chown", Path: dir, Err: err}
+		}
+		if err := chmodNoFollow(pfd, base, meta.Mode&0o7777); err != nil {
+			return &os.PathError{Op: "chmod", Path: dir, Err: err}
+		}
+		a.recordDirTime(dir, [2]unix.Timespec{meta.Atim, meta.Mtim})
+	}
+	return nil
 }
 
 func (a *applier) copyFrom(src *os.File, name string) error {

@@ -200,6 +200,10 @@ type applier struct {
 	dirTimeList []dirTime
 
 	lowers []string
+	// copiedUp are the files copied up from lower layers for hardlinks:
+	// not this layer's own, so a whiteout of the same name still hides
+	// them.
+	copiedUp map[string]bool
 
 	// ours holds, when applying over lower layers, every name this
 	// layer created plus their ancestors: whiteouts and opaque markers

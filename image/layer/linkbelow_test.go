@@ -1,6 +1,7 @@
 package layer
 
 import (
+	"archive/tar"
 	"bytes"
 	"errors"
 	"os"
@@ -87,4 +88,75 @@ func TestHardlinkBelowRespectsWhiteoutsAndStaysInside(t *testing.T) {
 func applyOpts(t testing.TB, dir string, o Options, ents ...entry) (Stats, error) {
 	t.Helper()
 	return Apply(dir, bytes.NewReader(layerTar(t, ents...)), o)
+}
+
+// The copy-up finds what overlayfs would show: a lower layer's own file
+// under its own opaque directory, and nothing under a nearer file.
+func TestHardlinkBelowFollowsOverlayLookup(t *testing.T) {
+	base := t.TempDir()
+	mustApply(t, base, true, reg("d/f", "in an opaque dir"), opaque("d"), reg("x/y", "under a dir"))
+	nearer := t.TempDir()
+	mustApply(t, nearer, true, reg("x", "a file where x/ was"))
+	lowers := []string{nearer, base}
+
+	dir := t.TempDir()
+	if _, err := applyOpts(t, dir, Options{Overlay: true, Lowers: lowers}, hard("g", "d/f")); err != nil {
+		t.Fatalf("the opaque directory hid its own file: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "g")); string(b) != "in an opaque dir" {
+		t.Fatalf("g reads %q", b)
+	}
+	if _, err := applyOpts(t, t.TempDir(), Options{Overlay: true, Lowers: lowers}, hard("h", "x/y")); err == nil {
+		t.Fatal("x/y was found below a nearer layer's file x")
+	}
+}
+
+// A layer that links to a lower file and whites out the old name keeps the
+// link and hides the name, as a mounted overlay would show it.
+func TestWhiteoutOfACopiedUpFileStillHidesIt(t *testing.T) {
+	base := t.TempDir()
+	mustApply(t, base, true, reg("old", "content"))
+	dir := t.TempDir()
+	if _, err := applyOpts(t, dir, Options{Overlay: true, Lowers: []string{base}}, hard("new", "old"), whiteout("old")); err != nil {
+		t.Fatal(err)
+	}
+	if st := lstat(t, filepath.Join(dir, "old")); st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 {
+		t.Fatalf("old is %o, not a whiteout", st.Mode)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "new")); string(b) != "content" {
+		t.Fatalf("new reads %q", b)
+	}
+}
+
+// Parents made for a copied-up file carry the lower directories' owner and
+// mode, not the 0755 root:root of a parent the tar does not list.
+func TestCopiedUpParentsKeepTheirMetadata(t *testing.T) {
+	base := t.TempDir()
+	mustApply(t, base, true,
+		directory("home/u").with(func(h *tar.Header) { h.Mode, h.Uid, h.Gid = 0o700, 1000, 1000 }),
+		reg("home/u/f", "x"))
+	dir := t.TempDir()
+	if _, err := applyOpts(t, dir, Options{Overlay: true, Lowers: []string{base}}, hard("home/u/g", "home/u/f")); err != nil {
+		t.Fatal(err)
+	}
+	st := lstat(t, filepath.Join(dir, "home/u"))
+	if st.Mode&0o7777 != 0o700 || st.Uid != 1000 || st.Gid != 1000 {
+		t.Fatalf("home/u is %o %d:%d, want 700 1000:1000", st.Mode&0o7777, st.Uid, st.Gid)
+	}
+	if b := lstat(t, filepath.Join(base, "home/u")); b.Mtim != st.Mtim {
+		t.Fatalf("home/u mtime %v, lower's %v", st.Mtim, b.Mtim)
+	}
+}
+
+// A lower layer's device node is never opened (that would run its driver
+// on the host).
+func TestHardlinkToALowerDeviceIsRefusedWithoutOpeningIt(t *testing.T) {
+	base := t.TempDir()
+	// 1:3 is /dev/null, harmless to open, but the error shows whether it
+	// was opened: "not a regular file" comes before any open.
+	mustApply(t, base, true, node("dev/thing", tar.TypeChar, 1, 3))
+	_, err := applyOpts(t, t.TempDir(), Options{Overlay: true, Lowers: []string{base}}, hard("l", "dev/thing"))
+	if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Fatalf("link to a lower device: %v", err)
+	}
 }

@@ -90,6 +90,13 @@ func (a *applier) overlayWhiteout(name string) error {
 	if err != nil {
 		return err
 	}
+	if a.copiedUp[name] {
+		// Copied up for a hardlink, not the layer's own: the whiteout
+		// hides it (the link keeps the content under its own name).
+		if err := unix.Unlinkat(pfd, victim, 0); err != nil {
+			return &os.PathError{Op: "unlink", Path: name, Err: err}
+		}
+	}
 	err = unix.Mknodat(pfd, victim, unix.S_IFCHR, 0)
 	if !errors.Is(err, unix.EEXIST) {
 		if err != nil {

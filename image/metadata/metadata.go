@@ -9,10 +9,14 @@
 package metadata
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -325,17 +329,79 @@ type Lease struct {
 	ID        string          `json:"id"`
 	Created   time.Time       `json:"created"`
 	Expires   time.Time       `json:"expires"`
+	Owner     *Owner          `json:"owner,omitempty"`
 	Content   []digest.Digest `json:"content,omitempty"`
 	Snapshots []string        `json:"snapshots,omitempty"`
 }
 
-// AddLease starts a lease.
+// Owner is the process that holds a lease. A lease whose owner is gone (a
+// command killed mid-load) protects nothing, whatever its expiry says.
+type Owner struct {
+	PID int `json:"pid"`
+	// Start is the process's start time in clock ticks since boot
+	// (/proc/PID/stat), and Boot the boot's ID: together with the PID
+	// they name one process, not whichever reuses its PID later.
+	Start uint64 `json:"start"`
+	Boot  string `json:"boot"`
+}
+
+// Self is the calling process as a lease owner.
+func Self() *Owner {
+	pid := os.Getpid()
+	start, err := procStart(pid)
+	if err != nil {
+		return nil
+	}
+	return &Owner{PID: pid, Start: start, Boot: bootID()}
+}
+
+// Alive reports whether the owner process still runs.
+func (o *Owner) Alive() bool {
+	if o.Boot != bootID() {
+		return false
+	}
+	start, err := procStart(o.PID)
+	return err == nil && start == o.Start
+}
+
+func procStart(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name, in parentheses, may hold spaces: fields count
+	// from after its closing one.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("malformed stat")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return 0, errors.New("malformed stat")
+	}
+	return strconv.ParseUint(f[19], 10, 64)
+}
+
+func bootID() string {
+	b, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	return strings.TrimSpace(string(b))
+}
+
+// Live reports whether a lease still protects what it names.
+func (l Lease) Live(now time.Time) bool {
+	if now.After(l.Expires) {
+		return false
+	}
+	return l.Owner == nil || l.Owner.Alive()
+}
+
+// AddLease starts a lease held by this process.
 func AddLease(tx *bolt.Tx, id string, ttl time.Duration) error {
 	if tx.Bucket(bLeases).Get([]byte(id)) != nil {
 		return fmt.Errorf("lease %q: %w", id, ErrExists)
 	}
 	now := time.Now().UTC()
-	return put(tx, bLeases, id, Lease{ID: id, Created: now, Expires: now.Add(ttl)})
+	return put(tx, bLeases, id, Lease{ID: id, Created: now, Expires: now.Add(ttl), Owner: Self()})
 }
 
 // LeaseContent adds blobs to a lease (before they are written: a blob

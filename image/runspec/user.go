@@ -46,10 +46,12 @@ func (r *rootfs) read(name string) ([]byte, error) {
 		}
 		r.fd = fd
 	}
-	// O_NONBLOCK: a FIFO planted at the name would otherwise block the
-	// open until someone writes to it.
-	f, err := inroot.Openat2(int(r.fd.Fd()), name, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY,
-		unix.RESOLVE_IN_ROOT|unix.RESOLVE_NO_MAGICLINKS)
+	// Only a regular file is opened: a device node planted at the name
+	// would run its driver's open on the host, a FIFO would block.
+	f, err := inroot.OpenRegular(int(r.fd.Fd()), name, unix.RESOLVE_IN_ROOT|unix.RESOLVE_NO_MAGICLINKS)
+	if errors.Is(err, inroot.ErrNotRegular) {
+		return nil, fmt.Errorf("%s in the root filesystem: not a regular file", name)
+	}
 	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
 		return nil, errNoFile
 	}

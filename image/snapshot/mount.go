@@ -144,7 +144,10 @@ func commonDir(paths []string) string {
 	return common
 }
 
-// Unmount undoes MountAll at target: every mount stacked there.
+// Unmount undoes MountAll at target: every mount stacked there. A mount
+// in use (a process's working directory or open file in it) is an error,
+// not detached: a detached overlay lives on, and the snapshot under it
+// must not be removed while it does.
 func Unmount(target string) error {
 	for {
 		mounted, err := mountinfo.Mounted(target)
@@ -153,9 +156,12 @@ func Unmount(target string) error {
 		}
 		err = unix.Unmount(target, 0)
 		if errors.Is(err, unix.EBUSY) {
-			err = unix.Unmount(target, unix.MNT_DETACH)
+			return fmt.Errorf("unmount %s: it is in use (a process running in it, or with a file open there): %w", target, err)
 		}
-		if err != nil && !errors.Is(err, unix.EINVAL) {
+		if errors.Is(err, unix.EINVAL) {
+			return nil // not a mount point after all
+		}
+		if err != nil {
 			return fmt.Errorf("unmount %s: %w", target, err)
 		}
 	}

@@ -385,9 +385,42 @@ func (s *Snapshotter) Remove(key string) error {
 	return removeTree(s.dir(sn.ID))
 }
 
+// Discard removes a snapshot's record, like Remove, but only renames its
+// directory aside (quick, on the same file system) and returns where it
+// went, for the caller to delete later: garbage collection deletes trees
+// after it has released the database.
+func (s *Snapshotter) Discard(key string) (string, error) {
+	sn, err := s.Stat(key)
+	if err != nil {
+		return "", err
+	}
+	dir := s.dir(sn.ID)
+	if err := checkNoMounts(dir); err != nil {
+		return "", err
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		_, err := metadata.DeleteSnapshot(tx, key)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	trash := filepath.Join(s.root, trashPrefix+strconv.FormatUint(sn.ID, 10))
+	if err := os.Rename(dir, trash); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	return trash, nil
+}
+
+// trashPrefix names directories Discard set aside; Orphans deletes any a
+// crash left.
+const trashPrefix = "trash-"
+
 // Orphans removes directories that have no record (left by a crash between
-// the two), returning how many. The caller must hold the database (Hold)
-// so that no snapshot is being made meanwhile.
+// the two, or set aside by a Discard that was not followed through),
+// returning how many. It needs no lock: directories are listed before
+// records are read, and a record is always written before its directory
+// is made.
 func (s *Snapshotter) Orphans() (int, error) {
 	ents, err := os.ReadDir(s.root)
 	if err != nil {
@@ -403,7 +436,9 @@ func (s *Snapshotter) Orphans() (int, error) {
 	}
 	n := 0
 	for _, e := range ents {
-		if _, err := strconv.ParseUint(e.Name(), 10, 64); err != nil || known[e.Name()] {
+		_, err := strconv.ParseUint(e.Name(), 10, 64)
+		orphan := err == nil && !known[e.Name()]
+		if !orphan && !strings.HasPrefix(e.Name(), trashPrefix) {
 			continue
 		}
 		if err := removeTree(filepath.Join(s.root, e.Name())); err != nil {
@@ -426,13 +461,22 @@ func removeTree(dir string) error {
 	return nil
 }
 
+// checkNoMounts refuses a snapshot directory that a mount of this mount
+// namespace uses: something mounted inside it, or an overlay built on it
+// (a bundle's rootfs, say). (Containers in their own mount namespaces are
+// their engine's to track.)
 func checkNoMounts(dir string) error {
-	inside, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
+	all, err := mountinfo.GetMounts(nil)
 	if err != nil {
 		return err
 	}
-	if len(inside) > 0 {
-		return fmt.Errorf("snapshot directory %s has %s mounted inside: unmount it first", dir, inside[0].Mountpoint)
+	for _, m := range all {
+		if m.Mountpoint == dir || strings.HasPrefix(m.Mountpoint, dir+"/") {
+			return fmt.Errorf("snapshot directory %s has %s mounted inside, unmount it first: %w", dir, m.Mountpoint, metadata.ErrInUse)
+		}
+		if m.FSType == "overlay" && strings.Contains(m.VFSOptions, dir+"/") {
+			return fmt.Errorf("snapshot %s is a layer of the overlay mounted at %s, unmount it first: %w", filepath.Base(dir), m.Mountpoint, metadata.ErrInUse)
+		}
 	}
 	return nil
 }

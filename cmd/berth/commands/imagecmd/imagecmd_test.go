@@ -309,3 +309,69 @@ func TestArchivesInterchangeWithSkopeo(t *testing.T) {
 		}
 	}
 }
+
+// unpack and --remove touch only bundles they made: never a user's
+// directory, never a rootfs still in use; and a bundle is private.
+func TestUnpackAndRemoveTouchOnlyTheirOwnBundle(t *testing.T) {
+	s := newStore(t)
+	img := busybox(t)
+	img.RepoTags = []string{"vol:1"}
+	img.Config.Volumes = map[string]struct{}{"/": {}}
+	s.must("image", "load", "-i", writeArchive(t, busybox(t), "docker-archive"))
+	s.must("image", "load", "-i", writeArchive(t, img, "docker-archive"))
+
+	user := t.TempDir()
+	precious := filepath.Join(user, "volumes", "project", "data")
+	os.MkdirAll(filepath.Dir(precious), 0o755)
+	os.WriteFile(precious, []byte("mine"), 0o644)
+	os.Mkdir(filepath.Join(user, "rootfs"), 0o755)
+	if out, err := s.berth(nil, "image", "unpack", "--remove", user); err == nil || !strings.Contains(out, "not a bundle") {
+		t.Fatalf("--remove of a user's directory: %v\n%s", err, out)
+	}
+	if out, err := s.berth(nil, "image", "unpack", "berth.test/busybox", user); err == nil || !strings.Contains(out, "not empty") {
+		t.Fatalf("unpack into a user's directory: %v\n%s", err, out)
+	}
+	if b, err := os.ReadFile(precious); err != nil || string(b) != "mine" {
+		t.Fatalf("the user's file: %q, %v", b, err)
+	}
+
+	// A failed unpack (a volume at /) leaves nothing.
+	failed := filepath.Join(t.TempDir(), "b")
+	if out, err := s.berth(nil, "image", "unpack", "vol:1", failed); err == nil || !strings.Contains(out, "absolute path other than /") {
+		t.Fatalf("unpack of VOLUME /: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(failed); !os.IsNotExist(err) {
+		t.Fatalf("a failed unpack left %s", failed)
+	}
+	if mi, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mi), failed) {
+		t.Fatal("a failed unpack left a mount")
+	}
+
+	bundle := filepath.Join(t.TempDir(), "b")
+	s.must("image", "unpack", "berth.test/busybox", bundle)
+	if st, _ := os.Stat(bundle); st.Mode().Perm() != 0o700 {
+		t.Fatalf("bundle is %v: others reach its rootfs", st.Mode())
+	}
+	if out, err := s.berth(nil, "image", "unpack", "berth.test/busybox", bundle); err == nil || !strings.Contains(out, "--remove") {
+		t.Fatalf("unpacking twice: %v\n%s", err, out)
+	}
+	// A process with its working directory in the rootfs keeps it busy.
+	busy := exec.Command("sleep", "60")
+	busy.Dir = filepath.Join(bundle, "rootfs", "tmp")
+	if err := busy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.berth(nil, "image", "unpack", "--remove", bundle)
+	busy.Process.Kill()
+	busy.Wait()
+	if err == nil || !strings.Contains(out, "in use") {
+		t.Fatalf("--remove of a busy rootfs: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(bundle, "rootfs", "bin", "sh")); err != nil {
+		t.Fatalf("the busy bundle lost its rootfs: %v", err)
+	}
+	s.must("image", "unpack", "--remove", bundle)
+	if _, err := os.Stat(bundle); !os.IsNotExist(err) {
+		t.Fatalf("--remove left %s", bundle)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -58,7 +59,7 @@ DIR/config.json a runtime spec from the image's config with Docker's defaults
 				if err != nil {
 					return err
 				}
-				return removeBundle(s, dir)
+				return removeBundle(s, dir, false)
 			}
 			dir, err := filepath.Abs(args[1])
 			if err != nil {
@@ -97,33 +98,42 @@ func makeBundle(s *image.Store, name, dir, platform string, o runspec.Options) (
 	if err != nil {
 		return err
 	}
-	res, err := s.Unpack(img.Target, platform)
+	if _, err := s.Snapshots.Stat(bundleKey(dir)); err == nil {
+		return fmt.Errorf("%s was unpacked before and not removed: berth image unpack --remove %s", dir, dir)
+	}
+	// A new or empty directory only: a failed unpack removes what is in
+	// it, and --remove removes the bundle's files, which must never be a
+	// user's own.
+	created, err := emptyDir(dir)
 	if err != nil {
 		return err
+	}
+	res, err := s.Unpack(img.Target, platform)
+	if err != nil {
+		return cleanEmpty(dir, created, err)
 	}
 	m, _, err := s.Manifest(img.Target, platform)
 	if err != nil {
-		return err
+		return cleanEmpty(dir, created, err)
 	}
 	cfg, err := s.Config(m)
 	if err != nil {
-		return err
-	}
-	if _, err := os.Stat(filepath.Join(dir, "config.json")); err == nil {
-		return fmt.Errorf("%s already holds a bundle (remove it with --remove)", dir)
+		return cleanEmpty(dir, created, err)
 	}
 	rootfs := filepath.Join(dir, "rootfs")
-	if err := os.MkdirAll(rootfs, 0o755); err != nil {
-		return err
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		return cleanEmpty(dir, created, err)
 	}
 	key := bundleKey(dir)
 	mounts, err := s.Snapshots.Prepare(key, res.ChainID.String(), map[string]string{"berth.bundle": dir})
 	if err != nil {
-		return err
+		return cleanEmpty(dir, created, err)
 	}
 	defer func() {
 		if err != nil {
-			_ = removeBundle(s, dir)
+			if rerr := removeBundle(s, dir, created); rerr != nil {
+				err = fmt.Errorf("%w (and undoing the unpack: %v)", err, rerr)
+			}
 		}
 	}()
 	if err = snapshot.MountAll(mounts, rootfs); err != nil {
@@ -142,6 +152,9 @@ func makeBundle(s *image.Store, name, dir, platform string, o runspec.Options) (
 		return err
 	}
 	for i, v := range runspec.Volumes(cfg) {
+		if clean := path.Clean(v); !path.IsAbs(clean) || clean == "/" {
+			return fmt.Errorf("image volume %q: a volume must be an absolute path other than /", v)
+		}
 		src := filepath.Join(dir, "volumes", strconv.Itoa(i))
 		if err = newVolume(src, rootfs, v); err != nil {
 			return fmt.Errorf("volume %s: %w", v, err)
@@ -156,6 +169,35 @@ func makeBundle(s *image.Store, name, dir, platform string, o runspec.Options) (
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644)
+}
+
+// emptyDir makes dir, or checks that it is an empty directory, and makes
+// it private: the rootfs below it holds the image's setuid programs and
+// device nodes, which no other user of the host may reach. It reports
+// whether it made dir.
+func emptyDir(dir string) (bool, error) {
+	err := os.Mkdir(dir, 0o700)
+	if err == nil {
+		return true, nil
+	}
+	if !errors.Is(err, os.ErrExist) {
+		return false, err
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false, err
+	}
+	if len(ents) > 0 {
+		return false, fmt.Errorf("%s is not empty: unpack makes a bundle in a new or empty directory", dir)
+	}
+	return false, os.Chmod(dir, 0o700)
+}
+
+func cleanEmpty(dir string, created bool, err error) error {
+	if created {
+		os.Remove(dir)
+	}
+	return err
 }
 
 // newVolume makes a directory for an image's volume, holding what the
@@ -189,17 +231,21 @@ func newVolume(dir, rootfs, path string) error {
 	return nil
 }
 
-func removeBundle(s *image.Store, dir string) error {
+// removeBundle undoes makeBundle: it unmounts the rootfs (refusing if it
+// is in use), removes its snapshot, then what unpack wrote in dir, and dir
+// itself if it is left empty (or if unpack made it).
+func removeBundle(s *image.Store, dir string, created bool) error {
+	if _, err := s.Snapshots.Stat(bundleKey(dir)); err != nil {
+		return fmt.Errorf("%s is not a bundle berth image unpack made (or it was removed already): %w", dir, err)
+	}
 	rootfs := filepath.Join(dir, "rootfs")
 	if err := snapshot.Unmount(rootfs); err != nil {
 		return err
 	}
-	var errs []error
-	if _, err := s.Snapshots.Stat(bundleKey(dir)); err == nil {
-		if err := s.Snapshots.Remove(bundleKey(dir)); err != nil {
-			errs = append(errs, err)
-		}
+	if err := s.Snapshots.Remove(bundleKey(dir)); err != nil {
+		return err
 	}
+	var errs []error
 	for _, f := range bundleFiles {
 		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
@@ -208,9 +254,13 @@ func removeBundle(s *image.Store, dir string) error {
 	if err := os.RemoveAll(filepath.Join(dir, "volumes")); err != nil {
 		errs = append(errs, err)
 	}
+	// Empty once unmounted; Remove, not RemoveAll: should it not be,
+	// what is there is not ours.
 	if err := os.Remove(rootfs); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
 	}
-	_ = os.Remove(dir) // only if empty: it may have been the user's
+	if err := os.Remove(dir); err != nil && created {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }

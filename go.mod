@@ -4,7 +4,6 @@ go 1.26.8
 
 require (
 	github.com/containerd/platforms v0.2.1
-	github.com/distribution/reference v0.6.0
 	github.com/docker/go-units v0.5.0
 	github.com/klauspost/compress v1.20.3
 	github.com/klauspost/pgzip v1.3.0

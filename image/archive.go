@@ -13,7 +13,7 @@ import (
 
 	"github.com/berth-dev/berth/image/content"
 	"github.com/berth-dev/berth/image/layer"
-	"github.com/distribution/reference"
+	"github.com/berth-dev/berth/image/reference"
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -335,7 +335,7 @@ func layoutName(d ocispec.Descriptor) string {
 		if v == "" {
 			continue
 		}
-		if _, err := reference.ParseNormalizedNamed(v); err == nil && (strings.ContainsAny(v, "/:@") || a == annotationContainerdName) {
+		if _, err := reference.ParseNormalized(v); err == nil && (strings.ContainsAny(v, "/:@") || a == annotationContainerdName) {
 			if n, err := NormalizeName(v); err == nil {
 				return n
 			}
@@ -439,19 +439,12 @@ func (s *Store) Save(w io.Writer, names []string, format string) error {
 // its tag and without a digest (docker load refuses a digest there). A
 // name without a tag has none.
 func repoTag(name string) string {
-	ref, err := reference.ParseNormalizedNamed(name)
-	if err != nil {
+	ref, err := reference.ParseNormalized(name)
+	if err != nil || ref.Tag == "" {
 		return ""
 	}
-	tagged, ok := ref.(reference.Tagged)
-	if !ok {
-		return ""
-	}
-	t, err := reference.WithTag(reference.TrimNamed(ref), tagged.Tag())
-	if err != nil {
-		return ""
-	}
-	return reference.FamiliarString(t)
+	ref.Digest = ""
+	return ref.Familiar()
 }
 
 func blobPath(d digest.Digest) string {

@@ -17,8 +17,8 @@ import (
 
 	"github.com/berth-dev/berth/image/content"
 	"github.com/berth-dev/berth/image/metadata"
+	"github.com/berth-dev/berth/image/reference"
 	"github.com/berth-dev/berth/image/snapshot"
-	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	bolt "go.etcd.io/bbolt"
@@ -84,21 +84,21 @@ func (s *Store) tmpDir() (string, error) {
 // stored under, as Docker does: "busybox" is
 // "docker.io/library/busybox:latest"; a name with a digest keeps it.
 func NormalizeName(name string) (string, error) {
-	ref, err := reference.ParseNormalizedNamed(name)
+	ref, err := reference.ParseNormalized(name)
 	if err != nil {
-		return "", fmt.Errorf("image name %q: %w", name, err)
+		return "", fmt.Errorf("image name %w", err)
 	}
-	return reference.TagNameOnly(ref).String(), nil
+	return ref.WithDefaultTag().String(), nil
 }
 
 // FamiliarName is the short form of a stored name, as docker prints it
 // ("busybox:latest"); names that are digests stay as they are.
 func FamiliarName(name string) string {
-	ref, err := reference.ParseNormalizedNamed(name)
+	ref, err := reference.ParseNormalized(name)
 	if err != nil {
 		return name
 	}
-	return reference.FamiliarString(ref)
+	return ref.Familiar()
 }
 
 // Image is one named image with what ls and inspect show of it.
@@ -212,10 +212,8 @@ func (s *Store) Tag(src, dst string) (string, error) {
 		return "", err
 	}
 	// A name with a digest says what it names: it must be that.
-	if ref, err := reference.ParseNormalizedNamed(name); err == nil {
-		if d, ok := ref.(reference.Digested); ok && d.Digest() != img.Target.Digest {
-			return "", fmt.Errorf("%s names %s, but the image is %s", dst, d.Digest(), img.Target.Digest)
-		}
+	if ref, err := reference.ParseNormalized(name); err == nil && ref.Digest != "" && ref.Digest != img.Target.Digest {
+		return "", fmt.Errorf("%s names %s, but the image is %s", dst, ref.Digest, img.Target.Digest)
 	}
 	return name, s.Put(name, img.Target, img.Labels)
 }

@@ -7,10 +7,16 @@ BIN := bin/berth
 # Static, with Go's own resolver and user lookup: no libc to load, which is
 # a millisecond off every container start.
 BUILDFLAGS := -tags netgo,osusergo -ldflags '-extldflags=-static -s -w'
+BUILDFLAGS_RUNC := -tags netgo,osusergo,berthrunc -ldflags '-extldflags=-static -s -w'
 
+# bin/berth is everything; bin/berth-runc the OCI runtime's CLI alone (the
+# same code, built with -tags berthrunc): what containerd, podman and
+# docker start for every container operation, so it carries nothing else.
+# bin/berth also acts as berth-runc through a symlink of that name.
 build:
 	$(GO) build $(BUILDFLAGS) -o $(BIN) ./cmd/berth
-	ln -sf berth bin/berth-runc
+	rm -f bin/berth-runc
+	$(GO) build $(BUILDFLAGS_RUNC) -o bin/berth-runc ./cmd/berth
 
 # Build Berth and run a container from a busybox bundle it prepares itself.
 demo:

@@ -30,8 +30,12 @@ bin/berth runtime spec --bundle "$work/bundle"
 sed -i -e 's/"terminal": true/"terminal": false/' -e 's/"ociVersion": "[^"]*"/"ociVersion": "1.0.2"/' \
 	-e 's|^\(\t*\)"sh"$|\1"/bin/true"|' "$work/bundle/config.json"
 
+# berth-runc is the runtime as containerd, podman and docker call it (the
+# runtime-only build); "berth runtime" is the same code in the full binary,
+# which also maps and initialises everything else it holds.
 cmds=(
-	"berth=$top/bin/berth runtime --root $work/state/berth run --bundle $work/bundle b{i}"
+	"berth-runc=$top/bin/berth-runc --root $work/state/berth run --bundle $work/bundle b{i}"
+	"berth-runtime=$top/bin/berth runtime --root $work/state/berth-full run --bundle $work/bundle f{i}"
 	"runc=runc --root $work/state/runc run --bundle $work/bundle r{i}"
 	"crun=crun --root $work/state/crun run --bundle $work/bundle c{i}"
 	"unshare-floor=unshare --fork --pid --mount --net --uts --ipc true"
@@ -55,7 +59,8 @@ kernel=$(uname -r)
 	echo "$rounds rounds, each running every command once in rotating order; CPU is user+system of the"
 	echo "command and the processes it waited for; peak RSS is the largest ru_maxrss seen."
 	echo "All in a private mount namespace without the cgroup2 mount (crun 1.8.1 refuses the hybrid layout),"
-	echo "state on a tmpfs."
+	echo "state on a tmpfs. berth-runc is bin/berth-runc, the runtime-only build that containerd, podman"
+	echo "and docker run; berth-runtime is \`berth runtime\` in the full binary."
 	echo
 	echo "$table"
 	echo "<!-- runtime:end -->"

@@ -1,0 +1,65 @@
+//go:build !berthrunc
+
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/berth-dev/berth/cmd/berth/commands/imagecmd"
+	"github.com/berth-dev/berth/cmd/berth/commands/runtimecmd"
+	"github.com/berth-dev/berth/internal/version"
+	"github.com/spf13/cobra"
+)
+
+// runtimeOnly is false in the full binary: it is every command, and the
+// runtime's CLI only when invoked as berth-runc.
+const runtimeOnly = false
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "berth",
+		Short: "The container stack in one binary: OCI runtime, images, engine, CRI, Docker and Kubernetes APIs",
+		Long: `Berth runs containers from an OCI bundle up to a Kubernetes-style cluster.
+
+Each layer works with the tools people already use:
+  berth runtime ...   an OCI runtime with runc's command line (also as berth-runc)
+  berth image ...     images: import, load, save, ls, inspect, tag, rm, prune, unpack`,
+		Version:       version.String(),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetVersionTemplate("{{.Version}}\n")
+	g := &imagecmd.Globals{}
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.Root, "root", envOr("BERTH_ROOT", "/var/lib/berth"), "directory of Berth's image store and state (env BERTH_ROOT)")
+	pf.StringVar(&g.Snapshotter, "snapshotter", "", "how layers are stored: overlay or copy (default: overlay where it works; a store keeps the one it was made with)")
+	logLevel := pf.String("log-level", "warn", "log level: debug, info, warn or error")
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		var lvl slog.Level
+		if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+			return fmt.Errorf("--log-level: %w", err)
+		}
+		g.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+		return nil
+	}
+	root.AddCommand(runtimecmd.New("runtime"))
+	root.AddCommand(imagecmd.New(g))
+	root.AddCommand(&cobra.Command{
+		Use:   "version",
+		Short: "Print Berth's version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(cmd.OutOrStdout(), version.Long())
+		},
+	})
+	return root
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

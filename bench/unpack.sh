@@ -32,7 +32,7 @@ cleanup() {
 		wait "$ctrd_pid" 2>/dev/null || true
 	fi
 	# Berth's bundles and containerd's snapshots may still be mounted.
-	grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+	{ grep -o " $work[^ ]*" /proc/self/mountinfo || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
 	rm -rf "$work"
 }
 trap cleanup EXIT

@@ -13,9 +13,10 @@ fi
 source hack/lib.sh
 # busybox-static: the root filesystem of test containers. runc, containerd
 # and podman: the peer Berth is compared with and the engines it must stand
-# in for; skopeo: a second outside reader and writer of image archives.
+# in for; skopeo and docker.io (its dockerd): outside readers and writers
+# of image archives.
 # uidmap, iproute2, procps, git: tools the tests and checks call.
-need_packages busybox-static iproute2 procps runc containerd podman skopeo uidmap git "${build_packages[@]}"
+need_packages busybox-static iproute2 procps runc containerd podman skopeo docker.io uidmap git "${build_packages[@]}"
 need_go
 
 echo ">> go mod download"

@@ -375,3 +375,30 @@ func TestUnpackAndRemoveTouchOnlyTheirOwnBundle(t *testing.T) {
 		t.Fatalf("--remove left %s", bundle)
 	}
 }
+
+// The real thing: Docker's own daemon (Debian's docker.io) loads and runs
+// what berth image save writes, and Berth loads and runs what docker save
+// writes.
+func TestArchivesInterchangeWithDocker(t *testing.T) {
+	d := fixture.NewDockerd(t)
+	s := newStore(t)
+	s.must("image", "load", "-i", writeArchive(t, busybox(t), "oci-archive"))
+	out := filepath.Join(t.TempDir(), "berth.tar")
+	s.must("image", "save", "-o", out, "berth.test/busybox")
+	if loaded := d.Must("load", "-i", out); !strings.Contains(loaded, "Loaded image: berth.test/busybox:latest") {
+		t.Fatalf("docker load said %q", loaded)
+	}
+	if got := d.Must("run", "--rm", "--network", "none", "berth.test/busybox", "echo", "from docker"); got != "from docker" {
+		t.Fatalf("docker run: %q", got)
+	}
+	d.Must("tag", "berth.test/busybox", "example.com/from-docker:1")
+	saved := filepath.Join(t.TempDir(), "docker.tar")
+	d.Must("save", "-o", saved, "example.com/from-docker:1")
+	b := newStore(t)
+	if loaded := b.must("image", "load", "-i", saved); !strings.Contains(loaded, "Loaded image: example.com/from-docker:1") {
+		t.Fatalf("berth load of docker save: %q", loaded)
+	}
+	if got := b.run("example.com/from-docker:1", nil, "echo", "from berth"); got != "from berth\n" {
+		t.Fatalf("run of docker's image: %q", got)
+	}
+}

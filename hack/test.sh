@@ -16,7 +16,7 @@ source hack/lib.sh
 # in for; skopeo and docker.io (its dockerd): outside readers and writers
 # of image archives.
 # uidmap, iproute2, procps, git: tools the tests and checks call.
-need_packages busybox-static iproute2 procps runc containerd podman skopeo docker.io uidmap git "${build_packages[@]}"
+need_packages busybox-static iproute2 procps runc containerd podman skopeo docker.io uidmap git curl "${build_packages[@]}"
 need_go
 
 echo ">> go mod download"
@@ -46,3 +46,6 @@ go test -count=1 -timeout 20m ./...
 echo ">> OCI runtime-tools validation (Berth and runc side by side)"
 make -s build
 test/conformance/runtime-tools.sh
+
+echo ">> OCI distribution-spec conformance (berth registry serve, every area)"
+test/conformance/distribution-spec.sh

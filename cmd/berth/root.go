@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/berth-dev/berth/cmd/berth/commands/imagecmd"
+	"github.com/berth-dev/berth/cmd/berth/commands/registrycmd"
 	"github.com/berth-dev/berth/cmd/berth/commands/runtimecmd"
 	"github.com/berth-dev/berth/internal/version"
 	"github.com/spf13/cobra"
@@ -25,7 +26,8 @@ func newRoot() *cobra.Command {
 
 Each layer works with the tools people already use:
   berth runtime ...   an OCI runtime with runc's command line (also as berth-runc)
-  berth image ...     images: import, load, save, ls, inspect, tag, rm, prune, unpack`,
+  berth image ...     images: import, load, save, ls, inspect, tag, rm, prune, unpack
+  berth registry ...  an OCI registry server`,
 		Version:       version.String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -46,6 +48,7 @@ Each layer works with the tools people already use:
 	}
 	root.AddCommand(runtimecmd.New("runtime"))
 	root.AddCommand(imagecmd.New(g))
+	root.AddCommand(registrycmd.New(&g.Root, func() *slog.Logger { return g.Log }))
 	root.AddCommand(&cobra.Command{
 		Use:   "version",
 		Short: "Print Berth's version",

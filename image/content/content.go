@@ -457,6 +457,53 @@ func (w *Writer) discard() {
 	w.lock.Close()
 }
 
+// CommitFile makes the file at path (on the store's file system) the blob
+// it is, if it hashes to expected and has size bytes (size < 0: any): the
+// file is renamed into place, not copied. A registry's upload, written
+// before its digest is known (even its algorithm: sha512 content is
+// named only at the end), is committed this way. The file is gone
+// afterwards either way; ErrExists if the blob was there already.
+func (s *Store) CommitFile(path string, expected digest.Digest, size int64) error {
+	defer os.Remove(path)
+	if err := expected.Validate(); err != nil {
+		return fmt.Errorf("digest %q: %w", expected, err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	h := expected.Algorithm().Hash()
+	n, err := io.Copy(h, f)
+	if err == nil {
+		err = f.Sync()
+	}
+	f.Close()
+	if err != nil {
+		return err
+	}
+	if size >= 0 && n != size {
+		return fmt.Errorf("blob %s: got %d bytes, expected %d: %w", expected, n, size, ErrSize)
+	}
+	if got := digest.NewDigest(expected.Algorithm(), h); got != expected {
+		return fmt.Errorf("blob %s: content hashes to %s: %w", expected, got, ErrDigest)
+	}
+	p, err := s.blobPath(expected)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(path, 0o400); err != nil {
+		return err
+	}
+	err = unix.Renameat2(unix.AT_FDCWD, path, unix.AT_FDCWD, p, unix.RENAME_NOREPLACE)
+	if errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("%s: %w", expected, ErrExists)
+	}
+	return err
+}
+
 // Ingests lists the refs of the writes in progress, for resumption and for
 // clean-up of abandoned ones.
 func (s *Store) Ingests() ([]string, error) {

@@ -264,3 +264,18 @@ func validIPv6(s string) bool {
 	}
 	return true
 }
+
+// ValidRepository reports whether p is a repository path as the OCI
+// distribution spec allows it in a URL: lower-case path components
+// separated by "/" (no domain, no tag).
+func ValidRepository(p string) bool {
+	if p == "" || len(p) > maxNameLength {
+		return false
+	}
+	for _, c := range strings.Split(p, "/") {
+		if !validComponent(c) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,99 @@
+// Package registrycmd is `berth registry`: Berth's OCI registry server.
+package registrycmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/berth-dev/berth/registry/server"
+	"github.com/spf13/cobra"
+)
+
+// New returns the registry command tree; root is Berth's state directory
+// (the registry keeps its own store under it unless told otherwise).
+func New(root *string, log func() *slog.Logger) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "registry",
+		Short: "Run an OCI registry (the distribution spec's server side)",
+	}
+	var addr, dir, htpasswd, cert, key string
+	serve := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve a registry: pull, push, mount, tags, referrers, deletion",
+		Long: `Serve the OCI Distribution Spec 1.1 on --addr, storing blobs by digest and the
+registry's records under --root (default: <berth --root>/registry).
+
+  berth registry serve --addr 127.0.0.1:5000
+  berth registry serve --addr :5443 --tls-cert cert.pem --tls-key key.pem --htpasswd users
+
+With --htpasswd (bcrypt entries, htpasswd -B) every request needs Basic
+credentials. It stops cleanly on SIGINT or SIGTERM.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" {
+				dir = filepath.Join(*root, "registry")
+			}
+			var o server.Options
+			o.Logger = log()
+			if htpasswd != "" {
+				auth, err := server.Htpasswd(htpasswd)
+				if err != nil {
+					return fmt.Errorf("--htpasswd: %w", err)
+				}
+				o.Auth = auth
+			}
+			if (cert == "") != (key == "") {
+				return errors.New("--tls-cert and --tls-key go together")
+			}
+			reg, err := server.New(dir, o)
+			if err != nil {
+				return err
+			}
+			defer reg.Close()
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return err
+			}
+			srv := &http.Server{Handler: reg, ReadHeaderTimeout: 30 * time.Second}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			go func() {
+				<-ctx.Done()
+				shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				srv.Shutdown(shut)
+			}()
+			scheme := "http"
+			if cert != "" {
+				scheme = "https"
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "registry on %s://%s, storing in %s\n", scheme, ln.Addr(), dir)
+			if cert != "" {
+				err = srv.ServeTLS(ln, cert, key)
+			} else {
+				err = srv.Serve(ln)
+			}
+			if errors.Is(err, http.ErrServerClosed) {
+				return nil
+			}
+			return err
+		},
+	}
+	f := serve.Flags()
+	f.StringVar(&addr, "addr", "127.0.0.1:5000", "address to listen on")
+	f.StringVar(&dir, "root", "", "directory of the registry's storage (default <berth --root>/registry)")
+	f.StringVar(&htpasswd, "htpasswd", "", "require Basic auth with the users of this htpasswd file (bcrypt)")
+	f.StringVar(&cert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")
+	f.StringVar(&key, "tls-key", "", "and this private key (PEM)")
+	cmd.AddCommand(serve)
+	return cmd
+}

@@ -307,33 +307,43 @@ func (s *Store) Manifest(target ocispec.Descriptor, platform string) (ocispec.Ma
 		if err != nil {
 			return ocispec.Manifest{}, desc, fmt.Errorf("index %s: %w", desc.Digest, err)
 		}
-		var best *ocispec.Descriptor
-		var offered []string
-		for i := range idx.Manifests {
-			d := idx.Manifests[i]
-			p := platformOf(d)
-			if d.Platform == nil {
-				// An index entry without a platform (attestations,
-				// or a nested index) is taken only if nothing else is.
-				if best == nil && !isAttestation(d) {
-					best = &idx.Manifests[i]
-				}
-				continue
-			}
-			offered = append(offered, p.OS+"/"+p.Architecture+variant(p.Variant))
-			if match.Match(p) && (best == nil || best.Platform == nil || match.Less(p, *best.Platform)) {
+		best, err := Choose(idx, match, platform)
+		if err != nil {
+			return ocispec.Manifest{}, desc, fmt.Errorf("index %s %w", desc.Digest, err)
+		}
+		desc = best
+	}
+}
+
+// Choose picks an index's manifest for a platform (platform is only for
+// the error; "" is this host's).
+func Choose(idx ocispec.Index, match Matcher, platform string) (ocispec.Descriptor, error) {
+	var best *ocispec.Descriptor
+	var offered []string
+	for i := range idx.Manifests {
+		d := idx.Manifests[i]
+		p := platformOf(d)
+		if d.Platform == nil {
+			// An index entry without a platform (attestations, or a
+			// nested index) is taken only if nothing else is.
+			if best == nil && !isAttestation(d) {
 				best = &idx.Manifests[i]
 			}
+			continue
 		}
-		if best == nil {
-			want := platform
-			if want == "" {
-				want = "this host's platform"
-			}
-			return ocispec.Manifest{}, desc, fmt.Errorf("index %s has no manifest for %s (it has %s)", desc.Digest, want, strings.Join(offered, ", "))
+		offered = append(offered, p.OS+"/"+p.Architecture+variant(p.Variant))
+		if match.Match(p) && (best == nil || best.Platform == nil || match.Less(p, *best.Platform)) {
+			best = &idx.Manifests[i]
 		}
-		desc = *best
 	}
+	if best == nil {
+		want := platform
+		if want == "" {
+			want = "this host's platform"
+		}
+		return ocispec.Descriptor{}, fmt.Errorf("has no manifest for %s (it has %s)", want, strings.Join(offered, ", "))
+	}
+	return *best, nil
 }
 
 func variant(v string) string {
@@ -364,6 +374,13 @@ func (s *Store) Config(m ocispec.Manifest) (ocispec.Image, error) {
 	}
 	return c, nil
 }
+
+// WithLease runs fn under a lease, for writers outside this package (a
+// registry pull): fn names what it writes with LeaseContent before writing.
+func (s *Store) WithLease(fn func(id string) error) error { return s.withLease(fn) }
+
+// LeaseContent adds blobs to a lease WithLease started.
+func (s *Store) LeaseContent(id string, ds ...digest.Digest) error { return s.leaseContent(id, ds...) }
 
 // withLease runs fn with a lease that protects what fn writes from a
 // concurrent garbage collection until fn's result is recorded. The lease

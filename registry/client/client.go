@@ -1,0 +1,380 @@
+// Package client talks to registries as Docker and containerd do: the
+// /v2/ API with Bearer token (WWW-Authenticate challenge, scopes,
+// anonymous tokens) or Basic auth, credentials from a Docker-style
+// config.json, HTTPS with the system's CAs or plain HTTP where allowed,
+// mirrors for a registry, and fetches that resume with Range and retry.
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/berth-dev/berth/image/reference"
+)
+
+// Host is how to reach one registry.
+type Host struct {
+	// Mirrors are tried first, in order (e.g. "http://127.0.0.1:5000"),
+	// for pulls; pushes go to the registry itself.
+	Mirrors []string `json:"mirrors,omitempty" yaml:"mirrors,omitempty"`
+	// Insecure allows plain HTTP and certificates that do not verify.
+	Insecure bool `json:"insecure,omitempty" yaml:"insecure,omitempty"`
+}
+
+// Client is a registry client.
+type Client struct {
+	// Hosts configure registries by name ("docker.io", "localhost:5000").
+	Hosts map[string]Host
+	// Credentials gives the user and password for a registry host, if
+	// any; DockerConfigCredentials reads them from ~/.docker/config.json.
+	Credentials func(host string) (user, pass string)
+	// Insecure allows plain HTTP and unverified TLS for every registry.
+	Insecure bool
+	// UserAgent names the client.
+	UserAgent string
+	// StallTimeout bounds how long a download may receive nothing
+	// (0: DefaultStallTimeout).
+	StallTimeout time.Duration
+
+	httpc   *http.Client
+	insecc  *http.Client
+	mu      sync.Mutex
+	tokens  map[string]string // host + scope -> Authorization value
+	schemes map[string]string // endpoint host -> scheme that answered
+}
+
+// New returns a client with sane timeouts: connect and header waits are
+// bounded, a body may take as long as it keeps moving (see Fetch).
+func New() *Client {
+	dial := (&net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	tr := &http.Transport{
+		Proxy: http.ProxyFromEnvironment, DialContext: dial, ForceAttemptHTTP2: true,
+		TLSHandshakeTimeout: 15 * time.Second, ResponseHeaderTimeout: 60 * time.Second,
+		MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second,
+	}
+	insecure := tr.Clone()
+	insecure.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // only for registries the user marked insecure
+	redirects := func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 10 {
+			return fmt.Errorf("stopped after %d redirects (a redirect loop?)", len(via))
+		}
+		return nil
+	}
+	return &Client{
+		UserAgent: "berth",
+		httpc:     &http.Client{Transport: tr, CheckRedirect: redirects},
+		insecc:    &http.Client{Transport: insecure, CheckRedirect: redirects},
+		tokens:    map[string]string{},
+		schemes:   map[string]string{},
+	}
+}
+
+// DockerConfigCredentials reads credentials from a Docker config.json
+// ($DOCKER_CONFIG/config.json, else ~/.docker/config.json): the "auth"
+// entries docker login writes.
+func DockerConfigCredentials(path string) func(host string) (string, string) {
+	if path == "" {
+		dir := os.Getenv("DOCKER_CONFIG")
+		if dir == "" {
+			home, _ := os.UserHomeDir()
+			dir = filepath.Join(home, ".docker")
+		}
+		path = filepath.Join(dir, "config.json")
+	}
+	return func(host string) (string, string) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", ""
+		}
+		var cfg struct {
+			Auths map[string]struct {
+				Auth     string `json:"auth"`
+				Username string `json:"username"`
+				Password string `json:"password"`
+			} `json:"auths"`
+		}
+		if json.Unmarshal(b, &cfg) != nil {
+			return "", ""
+		}
+		keys := []string{host, "https://" + host, "http://" + host}
+		if host == reference.DefaultDomain || host == "registry-1.docker.io" {
+			keys = append(keys, "https://index.docker.io/v1/", "index.docker.io")
+		}
+		for _, k := range keys {
+			a, ok := cfg.Auths[k]
+			if !ok {
+				continue
+			}
+			if a.Auth != "" {
+				raw, err := base64.StdEncoding.DecodeString(a.Auth)
+				if err == nil {
+					if u, p, ok := strings.Cut(string(raw), ":"); ok {
+						return u, p
+					}
+				}
+			}
+			if a.Username != "" {
+				return a.Username, a.Password
+			}
+		}
+		return "", ""
+	}
+}
+
+// endpoints are where a registry's API is, mirrors first: hosts as
+// "host[:port]" with the scheme to try ("" means https, then http where
+// plain HTTP is allowed).
+func (c *Client) endpoints(registry string, pull bool) []string {
+	var out []string
+	if h, ok := c.Hosts[registry]; ok && pull {
+		out = append(out, h.Mirrors...)
+	}
+	host := registry
+	if registry == reference.DefaultDomain {
+		host = "registry-1.docker.io"
+	}
+	return append(out, host)
+}
+
+func (c *Client) insecure(registry string) bool {
+	if c.Insecure || c.Hosts[registry].Insecure {
+		return true
+	}
+	// Docker allows plain HTTP to loopback registries without asking.
+	h := registry
+	if hh, _, err := net.SplitHostPort(registry); err == nil {
+		h = hh
+	}
+	h = strings.Trim(h, "[]")
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Repo is one repository of a registry, as requests go to it.
+type Repo struct {
+	c        *Client
+	registry string // as named in the reference: auth and hosts config
+	path     string
+	pull     bool
+}
+
+// Repository returns a handle on ref's repository. pull chooses whether
+// mirrors may serve it.
+func (c *Client) Repository(ref reference.Reference, pull bool) *Repo {
+	return &Repo{c: c, registry: ref.Domain, path: ref.Path, pull: pull}
+}
+
+// ErrNotFound: the registry has no such manifest or blob.
+var ErrNotFound = errors.New("not found in the registry")
+
+// do sends a request for path (below /v2/<repo>/) to the first endpoint
+// that answers, authenticating as challenged. The caller closes the body.
+func (r *Repo) do(ctx context.Context, method, path string, hdr http.Header, body func() io.Reader) (*http.Response, error) {
+	var errs []error
+	for _, ep := range r.c.endpoints(r.registry, r.pull) {
+		resp, err := r.doAt(ctx, ep, method, path, hdr, body)
+		if err == nil {
+			return resp, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, errors.Join(errs...)
+}
+
+func (r *Repo) doAt(ctx context.Context, ep, method, path string, hdr http.Header, body func() io.Reader) (*http.Response, error) {
+	scheme, host := "", ep
+	if u, err := url.Parse(ep); err == nil && u.Scheme != "" && u.Host != "" {
+		scheme, host = u.Scheme, u.Host
+	}
+	insecure := r.c.insecure(r.registry) || r.c.insecure(host) || scheme == "http"
+	schemes := []string{"https"}
+	switch {
+	case scheme != "":
+		schemes = []string{scheme}
+	case insecure:
+		r.c.mu.Lock()
+		known := r.c.schemes[host]
+		r.c.mu.Unlock()
+		if known != "" {
+			schemes = []string{known}
+		} else {
+			schemes = []string{"https", "http"}
+		}
+	}
+	var lastErr error
+	for _, s := range schemes {
+		u := s + "://" + host + "/v2/" + r.path + "/" + path
+		resp, err := r.send(ctx, host, method, u, hdr, body, insecure)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		r.c.mu.Lock()
+		r.c.schemes[host] = s
+		r.c.mu.Unlock()
+		return resp, nil
+	}
+	return nil, lastErr
+}
+
+// send sends one request, answering one authentication challenge.
+func (r *Repo) send(ctx context.Context, host, method, u string, hdr http.Header, body func() io.Reader, insecure bool) (*http.Response, error) {
+	httpc := r.c.httpc
+	if insecure {
+		httpc = r.c.insecc
+	}
+	scope := "repository:" + r.path + ":pull"
+	if method != http.MethodGet && method != http.MethodHead {
+		scope = "repository:" + r.path + ":pull,push"
+	}
+	for attempt := 0; ; attempt++ {
+		var rd io.Reader
+		if body != nil {
+			rd = body()
+		}
+		req, err := http.NewRequestWithContext(ctx, method, u, rd)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range hdr {
+			req.Header[k] = v
+		}
+		req.Header.Set("User-Agent", r.c.UserAgent)
+		r.c.mu.Lock()
+		if a := r.c.tokens[host+" "+scope]; a != "" {
+			req.Header.Set("Authorization", a)
+		}
+		r.c.mu.Unlock()
+		resp, err := httpc.Do(req)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", method, u, err)
+		}
+		if resp.StatusCode != http.StatusUnauthorized || attempt > 0 {
+			if resp.StatusCode == http.StatusUnauthorized {
+				resp.Body.Close()
+				return nil, fmt.Errorf("%s %s: unauthorized: the registry refused the credentials (berth login %s?)", method, u, r.registry)
+			}
+			return resp, nil
+		}
+		challenge := resp.Header.Get("WWW-Authenticate")
+		resp.Body.Close()
+		auth, err := r.authorize(ctx, httpc, challenge, scope)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", method, u, err)
+		}
+		r.c.mu.Lock()
+		r.c.tokens[host+" "+scope] = auth
+		r.c.mu.Unlock()
+	}
+}
+
+// authorize answers a WWW-Authenticate challenge with an Authorization
+// header value: Basic with the registry's credentials, or a Bearer token
+// from the challenge's realm (anonymous if there are no credentials).
+func (r *Repo) authorize(ctx context.Context, httpc *http.Client, challenge, scope string) (string, error) {
+	kind, params := parseChallenge(challenge)
+	user, pass := "", ""
+	if r.c.Credentials != nil {
+		user, pass = r.c.Credentials(r.registry)
+	}
+	switch strings.ToLower(kind) {
+	case "basic":
+		if user == "" {
+			return "", fmt.Errorf("the registry wants a user name and password: berth login %s", r.registry)
+		}
+		return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass)), nil
+	case "bearer":
+		realm := params["realm"]
+		ru, err := url.Parse(realm)
+		if err != nil || realm == "" || (ru.Scheme != "https" && ru.Scheme != "http") {
+			return "", fmt.Errorf("the registry's Bearer challenge has no usable realm (%q)", challenge)
+		}
+		q := ru.Query()
+		if s := params["service"]; s != "" {
+			q.Set("service", s)
+		}
+		if s := params["scope"]; s != "" {
+			scope = s
+		}
+		q.Set("scope", scope)
+		ru.RawQuery = q.Encode()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, ru.String(), nil)
+		if err != nil {
+			return "", err
+		}
+		if user != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		resp, err := httpc.Do(req)
+		if err != nil {
+			return "", fmt.Errorf("token from %s: %w", ru.Host, err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return "", fmt.Errorf("token from %s: %s", ru.Host, resp.Status)
+		}
+		var tok struct {
+			Token       string `json:"token"`
+			AccessToken string `json:"access_token"`
+		}
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&tok); err != nil {
+			return "", fmt.Errorf("token from %s: %w", ru.Host, err)
+		}
+		t := tok.Token
+		if t == "" {
+			t = tok.AccessToken
+		}
+		if t == "" {
+			return "", fmt.Errorf("token from %s: the answer holds no token", ru.Host)
+		}
+		return "Bearer " + t, nil
+	}
+	return "", fmt.Errorf("the registry answered 401 without a challenge Berth can answer (%q)", challenge)
+}
+
+// parseChallenge splits `Bearer realm="...",service="...",scope="..."`.
+func parseChallenge(h string) (string, map[string]string) {
+	kind, rest, _ := strings.Cut(strings.TrimSpace(h), " ")
+	params := map[string]string{}
+	for rest != "" {
+		rest = strings.TrimLeft(rest, " ,")
+		k, v, ok := strings.Cut(rest, "=")
+		if !ok {
+			break
+		}
+		k = strings.ToLower(strings.TrimSpace(k))
+		if strings.HasPrefix(v, `"`) {
+			end := strings.IndexByte(v[1:], '"')
+			if end < 0 {
+				params[k] = v[1:]
+				break
+			}
+			params[k] = v[1 : end+1]
+			rest = v[end+2:]
+		} else {
+			val, after, _ := strings.Cut(v, ",")
+			params[k] = strings.TrimSpace(val)
+			rest = after
+		}
+	}
+	return kind, params
+}

@@ -1,0 +1,284 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/image"
+	"github.com/berth-dev/berth/image/content"
+	"github.com/berth-dev/berth/image/snapshot"
+	"github.com/berth-dev/berth/internal/testimage"
+	"github.com/berth-dev/berth/registry/client"
+	"github.com/berth-dev/berth/registry/server"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// registry starts Berth's registry server behind wrap (nil: none) and
+// pushes img to repo:tag through the spec's API, returning host:port.
+func registry(t *testing.T, wrap func(http.Handler) http.Handler, repo, tag string, img testimage.Image) string {
+	t.Helper()
+	reg, err := server.New(t.TempDir(), server.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h http.Handler = reg
+	if wrap != nil {
+		h = wrap(reg)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() { srv.Close(); reg.Close() })
+	push(t, httptest.NewServer(reg), repo, tag, img)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// push writes img's layout into a registry with monolithic uploads.
+func push(t *testing.T, srv *httptest.Server, repo, tag string, img testimage.Image) {
+	t.Helper()
+	defer srv.Close()
+	dir := t.TempDir()
+	if _, err := img.WriteOCILayout(dir); err != nil {
+		t.Fatal(err)
+	}
+	var idx ocispec.Index
+	b, _ := os.ReadFile(filepath.Join(dir, "index.json"))
+	json.Unmarshal(b, &idx)
+	mdesc := idx.Manifests[0]
+	blob := func(d digest.Digest) []byte {
+		b, err := os.ReadFile(filepath.Join(dir, "blobs", d.Algorithm().String(), d.Encoded()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	var m ocispec.Manifest
+	json.Unmarshal(blob(mdesc.Digest), &m)
+	for _, d := range append([]ocispec.Descriptor{m.Config}, m.Layers...) {
+		resp, err := http.Post(srv.URL+"/v2/"+repo+"/blobs/uploads/?digest="+d.Digest.String(), "application/octet-stream", bytes.NewReader(blob(d.Digest)))
+		if err != nil || resp.StatusCode != 201 {
+			t.Fatalf("push blob: %v %v", resp, err)
+		}
+		resp.Body.Close()
+	}
+	req, _ := http.NewRequest("PUT", srv.URL+"/v2/"+repo+"/manifests/"+tag, bytes.NewReader(blob(mdesc.Digest)))
+	req.Header.Set("Content-Type", ocispec.MediaTypeImageManifest)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 201 {
+		t.Fatalf("push manifest: %v %v", resp, err)
+	}
+	resp.Body.Close()
+}
+
+func smallImage() testimage.Image {
+	return testimage.Image{Layers: []testimage.Layer{
+		{Files: []testimage.File{{Path: "etc/hello", Data: []byte("hello")}}},
+		{Files: []testimage.File{{Path: "big", Data: bytes.Repeat([]byte("0123456789abcdef"), 1<<16)}}, Compression: "none"},
+	}}
+}
+
+func store(t *testing.T) *image.Store {
+	t.Helper()
+	s, err := image.Open(t.TempDir(), image.Options{Snapshotter: snapshot.Copy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func pull(t *testing.T, c *client.Client, s *image.Store, name string) (client.PullResult, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	return c.Pull(ctx, s, name, client.PullOptions{NoUnpack: os.Getuid() != 0})
+}
+
+func TestPullVerifiesAndPullingAgainTransfersNothing(t *testing.T) {
+	host := registry(t, nil, "team/app", "v1", smallImage())
+	s := store(t)
+	c := client.New()
+	res, err := pull(t, c, s, host+"/team/app:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Fetched != 3 {
+		t.Fatalf("fetched %d blobs, want 3 (config and two layers)", res.Fetched)
+	}
+	img, err := s.Get(host + "/team/app:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Describe(img); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := pull(t, c, s, host+"/team/app:v1"); err != nil || res.Fetched != 0 {
+		t.Fatalf("second pull fetched %d (%v)", res.Fetched, err)
+	}
+	if _, err := pull(t, c, s, host+"/team/app:nope"); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("missing tag: %v", err)
+	}
+}
+
+// A token server as Docker Hub's: 401 with a Bearer challenge, a token
+// for the scope asked, anonymous or with Basic credentials.
+func TestBearerTokenFlowWithCredentialsFromDockerConfig(t *testing.T) {
+	var scopes []string
+	var sawBasic atomic.Bool
+	tokens := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scopes = append(scopes, r.URL.Query().Get("scope"))
+		if u, p, ok := r.BasicAuth(); ok && u == "alice" && p == "pw" {
+			sawBasic.Store(true)
+		}
+		json.NewEncoder(w).Encode(map[string]string{"token": "tok-" + r.URL.Query().Get("service")})
+	}))
+	defer tokens.Close()
+	wrap := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Authorization") != "Bearer tok-reg" {
+				w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="%s/token",service="reg",scope="repository:team/app:pull"`, tokens.URL))
+				w.WriteHeader(401)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	host := registry(t, wrap, "team/app", "v1", smallImage())
+	cfg := filepath.Join(t.TempDir(), "config.json")
+	auth := base64.StdEncoding.EncodeToString([]byte("alice:pw"))
+	os.WriteFile(cfg, []byte(`{"auths":{"`+host+`":{"auth":"`+auth+`"}}}`), 0o600)
+	c := client.New()
+	c.Credentials = client.DockerConfigCredentials(cfg)
+	if _, err := pull(t, c, store(t), host+"/team/app:v1"); err != nil {
+		t.Fatal(err)
+	}
+	if len(scopes) == 0 || scopes[0] != "repository:team/app:pull" || !sawBasic.Load() {
+		t.Fatalf("token requests: scopes %v, credentials sent %v", scopes, sawBasic.Load())
+	}
+}
+
+// A connection that breaks mid-blob is resumed with Range; a registry that
+// sends other bytes than the digest says fails the pull and stores
+// nothing.
+func TestBrokenConnectionsResumeAndWrongContentFails(t *testing.T) {
+	var cuts atomic.Int32
+	wrap := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.Contains(r.URL.Path, "/blobs/") && r.Header.Get("Range") == "" && cuts.Add(1) == 1 {
+				// Half the blob, then the connection dies.
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, r)
+				body := rec.Body.Bytes()
+				w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+				w.WriteHeader(200)
+				w.Write(body[:len(body)/2])
+				panic(http.ErrAbortHandler)
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	host := registry(t, wrap, "a", "v1", smallImage())
+	if _, err := pull(t, client.New(), store(t), host+"/a:v1"); err != nil {
+		t.Fatalf("pull over a breaking connection: %v", err)
+	}
+	if cuts.Load() < 2 {
+		t.Fatal("no connection was cut: the test tested nothing")
+	}
+
+	corrupt := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			body := rec.Body.Bytes()
+			if strings.Contains(r.URL.Path, "/blobs/") && len(body) > 100 {
+				body[50] ^= 0xff
+			}
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(rec.Code)
+			w.Write(body)
+		})
+	}
+	host = registry(t, corrupt, "a", "v1", smallImage())
+	s := store(t)
+	_, err := pull(t, client.New(), s, host+"/a:v1")
+	if err == nil || !strings.Contains(err.Error(), "hashes to") {
+		t.Fatalf("corrupt blob: %v", err)
+	}
+	if all, _ := s.List(); len(all) != 0 {
+		t.Fatalf("an image was named after a failed pull: %v", all)
+	}
+	// Nothing in the store that does not verify.
+	s.Content.Walk(func(i content.Info) error {
+		if err := s.Content.Verify(i.Digest); err != nil {
+			t.Errorf("stored blob %s: %v", i.Digest, err)
+		}
+		return nil
+	})
+}
+
+func TestHostileRegistriesFailClearlyInBoundedTime(t *testing.T) {
+	big := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/manifests/") {
+			w.Header().Set("Content-Type", ocispec.MediaTypeImageManifest)
+			w.Write(bytes.Repeat([]byte(" "), 5<<20))
+			return
+		}
+		w.WriteHeader(200)
+	}))
+	defer big.Close()
+	loop := httptest.NewServer(nil)
+	loop.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, r.URL.String(), http.StatusFound)
+	})
+	defer loop.Close()
+	noChallenge := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(401)
+	}))
+	defer noChallenge.Close()
+	stall := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/blobs/") {
+			w.Header().Set("Content-Length", "1000")
+			w.WriteHeader(200)
+			w.Write([]byte("a little"))
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+			return
+		}
+		man := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"` + digest.FromString("x").String() + `","size":1000},"layers":[]}`
+		w.Header().Set("Content-Type", ocispec.MediaTypeImageManifest)
+		io.WriteString(w, man)
+	}))
+	defer stall.Close()
+	hostOf := func(s *httptest.Server) string { u, _ := url.Parse(s.URL); return u.Host }
+	c := client.New()
+	c.StallTimeout = 300 * time.Millisecond
+	// Each fails within pull's own deadline (60 s), which would show
+	// as a context error instead of the message wanted.
+	for _, tc := range []struct {
+		name, host, want string
+	}{
+		{"oversized manifest", hostOf(big), "allowed"},
+		{"redirect loop", hostOf(loop), "redirect"},
+		{"401 without a challenge", hostOf(noChallenge), "without a challenge"},
+		{"stalled blob", hostOf(stall), "no data for"},
+	} {
+		_, err := pull(t, c, store(t), tc.host+"/x:1")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want an error saying %q", tc.name, err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,173 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/berth-dev/berth/image"
+	"github.com/berth-dev/berth/image/reference"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// PullOptions shape a pull.
+type PullOptions struct {
+	// Platform of the manifest to fetch from an index ("" = this host's).
+	Platform string
+	// NoUnpack leaves the layers as blobs.
+	NoUnpack bool
+	// Progress hears of every blob (nil: nothing).
+	Progress Progress
+	// Parallel downloads at once (0: 4).
+	Parallel int
+}
+
+// PullResult says what a pull did.
+type PullResult struct {
+	Name    string
+	Target  ocispec.Descriptor
+	Fetched int // blobs downloaded now; the others were in the store
+}
+
+// Pull fetches an image into the store as docker pull does: the index or
+// manifest named, the manifest for the platform, then config and layers
+// side by side, each verified by digest, under a lease until the name
+// points at them; then unpacks it. What the store has is not fetched again.
+func (c *Client) Pull(ctx context.Context, s *image.Store, name string, o PullOptions) (PullResult, error) {
+	ref, err := reference.ParseNormalized(name)
+	if err != nil {
+		return PullResult{}, fmt.Errorf("image name %w", err)
+	}
+	ref = ref.WithDefaultTag()
+	res := PullResult{Name: ref.String()}
+	if o.Progress == nil {
+		o.Progress = noProgress{}
+	}
+	if o.Parallel <= 0 {
+		o.Parallel = 4
+	}
+	match, err := image.PlatformMatcher(o.Platform)
+	if err != nil {
+		return res, err
+	}
+	repo := c.Repository(ref, true)
+	tagOrDigest := ref.Tag
+	if ref.Digest != "" {
+		tagOrDigest = ref.Digest.String()
+	}
+	err = s.WithLease(func(lease string) error {
+		b, desc, err := repo.Manifest(ctx, tagOrDigest)
+		if err != nil {
+			return err
+		}
+		res.Target = desc
+		if err := storeDoc(s, lease, b, desc); err != nil {
+			return err
+		}
+		// Down the indexes to the platform's manifest.
+		for depth := 0; image.IsIndex(desc.MediaType); depth++ {
+			if depth > 4 {
+				return errors.New("indexes nested too deep")
+			}
+			idx, err := image.ParseIndex(b, desc.MediaType)
+			if err != nil {
+				return fmt.Errorf("index %s: %w", desc.Digest, err)
+			}
+			child, err := image.Choose(idx, match, o.Platform)
+			if err != nil {
+				return fmt.Errorf("%s: index %s %w", ref.Familiar(), desc.Digest, err)
+			}
+			if b, desc, err = repo.Manifest(ctx, child.Digest.String()); err != nil {
+				return err
+			}
+			if err := storeDoc(s, lease, b, desc); err != nil {
+				return err
+			}
+		}
+		m, err := image.ParseManifest(b, desc.MediaType)
+		if err != nil {
+			return fmt.Errorf("manifest %s: %w", desc.Digest, err)
+		}
+		blobs := append([]ocispec.Descriptor{m.Config}, m.Layers...)
+		ds := make([]digest.Digest, len(blobs))
+		for i, b := range blobs {
+			ds[i] = b.Digest
+		}
+		if err := s.LeaseContent(lease, ds...); err != nil {
+			return err
+		}
+		n, err := fetchAll(ctx, repo, s, blobs, o)
+		res.Fetched = n
+		if err != nil {
+			return err
+		}
+		if _, err := s.Config(m); err != nil {
+			return err
+		}
+		if err := s.Put(res.Name, res.Target, nil); err != nil {
+			return err
+		}
+		if o.NoUnpack {
+			return nil
+		}
+		_, err = s.Unpack(res.Target, o.Platform)
+		return err
+	})
+	if err != nil {
+		return res, fmt.Errorf("pull %s: %w", ref.Familiar(), err)
+	}
+	return res, nil
+}
+
+func storeDoc(s *image.Store, lease string, b []byte, desc ocispec.Descriptor) error {
+	if err := s.LeaseContent(lease, desc.Digest); err != nil {
+		return err
+	}
+	return s.Content.WriteBlob("pull-"+desc.Digest.String(), bytes.NewReader(b), desc)
+}
+
+// fetchAll downloads the blobs the store lacks, o.Parallel at a time,
+// returning how many it fetched.
+func fetchAll(ctx context.Context, repo *Repo, s *image.Store, blobs []ocispec.Descriptor, o PullOptions) (int, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sem := make(chan struct{}, o.Parallel)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	fetched := 0
+	seen := map[digest.Digest]bool{}
+	for _, b := range blobs {
+		if seen[b.Digest] || s.Content.Has(b.Digest) {
+			seen[b.Digest] = true
+			continue
+		}
+		seen[b.Digest] = true
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			err := repo.FetchBlob(ctx, s.Content, "pull-"+b.Digest.String(), b, o.Progress)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				cancel() // the pull fails; the others stop
+				return
+			}
+			fetched++
+		}()
+	}
+	wg.Wait()
+	return fetched, errors.Join(errs...)
+}
+
+type noProgress struct{}
+
+func (noProgress) Start(ocispec.Descriptor, int64) {}
+func (noProgress) Add(ocispec.Descriptor, int64)   {}
+func (noProgress) Done(ocispec.Descriptor, error)  {}

@@ -81,7 +81,7 @@ func TestPullFromDistributionAndFromBerthsRegistry(t *testing.T) {
 			stderr, _ := cmd.StderrPipe()
 			start(t, cmd)
 			line, _ := bufio.NewReader(stderr).ReadString('\n')
-			addr := strings.TrimSuffix(strings.TrimPrefix(strings.Fields(line+" x x x")[2], "http://"), ",")
+			addr := strings.TrimSuffix(strings.TrimPrefix(strings.Fields(line + " x x x")[2], "http://"), ",")
 			waitFor(t, addr)
 			return addr
 		},

@@ -45,6 +45,9 @@ type Client struct {
 	Insecure bool
 	// UserAgent names the client.
 	UserAgent string
+	// ChunkSize is the PATCH size of pushes of larger blobs (0:
+	// DefaultChunkSize).
+	ChunkSize int64
 	// StallTimeout bounds how long a download may receive nothing
 	// (0: DefaultStallTimeout).
 	StallTimeout time.Duration
@@ -223,7 +226,7 @@ func (r *Repo) doAt(ctx context.Context, ep, method, path string, hdr http.Heade
 	var lastErr error
 	for _, s := range schemes {
 		u := s + "://" + host + "/v2/" + r.path + "/" + path
-		resp, err := r.send(ctx, host, method, u, hdr, body, insecure)
+		resp, err := r.send(ctx, host, method, u, hdr, body, insecure, -1)
 		if err != nil {
 			lastErr = err
 			continue
@@ -237,7 +240,7 @@ func (r *Repo) doAt(ctx context.Context, ep, method, path string, hdr http.Heade
 }
 
 // send sends one request, answering one authentication challenge.
-func (r *Repo) send(ctx context.Context, host, method, u string, hdr http.Header, body func() io.Reader, insecure bool) (*http.Response, error) {
+func (r *Repo) send(ctx context.Context, host, method, u string, hdr http.Header, body func() io.Reader, insecure bool, size int64) (*http.Response, error) {
 	httpc := r.c.httpc
 	if insecure {
 		httpc = r.c.insecc
@@ -257,6 +260,9 @@ func (r *Repo) send(ctx context.Context, host, method, u string, hdr http.Header
 		}
 		for k, v := range hdr {
 			req.Header[k] = v
+		}
+		if size >= 0 {
+			req.ContentLength = size
 		}
 		req.Header.Set("User-Agent", r.c.UserAgent)
 		r.c.mu.Lock()

@@ -282,3 +282,56 @@ func TestHostileRegistriesFailClearlyInBoundedTime(t *testing.T) {
 		}
 	}
 }
+
+func loaded(t *testing.T, img testimage.Image, name string) *image.Store {
+	t.Helper()
+	s := store(t)
+	img.RepoTags = []string{name}
+	var buf bytes.Buffer
+	if err := img.WriteDockerArchive(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Load(&buf); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// A push uploads what the repository lacks (large blobs in chunks), mounts
+// what another repository has, and what comes back by pull is the same
+// image.
+func TestPushUploadsMountsAndRoundTrips(t *testing.T) {
+	reg, err := server.New(t.TempDir(), server.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(reg)
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	s := loaded(t, smallImage(), "example.com/app:1")
+	c := client.New()
+	c.ChunkSize = 100 << 10 // the 1 MiB layer goes in chunks
+	ctx := context.Background()
+	res, err := c.Push(ctx, s, "example.com/app:1", host+"/team/app:1", client.PushOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Pushed != 3 || res.Skipped+res.Mounted != 0 {
+		t.Fatalf("first push: %+v", res)
+	}
+	if res, err := c.Push(ctx, s, "example.com/app:1", host+"/team/app:1", client.PushOptions{}); err != nil || res.Skipped != 3 {
+		t.Fatalf("second push: %+v, %v", res, err)
+	}
+	if res, err := c.Push(ctx, s, "example.com/app:1", host+"/other/app:1", client.PushOptions{}); err != nil || res.Mounted != 3 {
+		t.Fatalf("push to another repository: %+v, %v", res, err)
+	}
+	back := store(t)
+	if _, err := pull(t, c, back, host+"/other/app:1"); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := s.Get("example.com/app:1")
+	b, err := back.Get(host + "/other/app:1")
+	if err != nil || a.ID != b.ID || a.Target.Digest != b.Target.Digest {
+		t.Fatalf("pulled back %s/%s, pushed %s/%s (%v)", b.ID, b.Target.Digest, a.ID, a.Target.Digest, err)
+	}
+}

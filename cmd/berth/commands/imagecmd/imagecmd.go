@@ -58,7 +58,7 @@ a database, and layers unpacked once into snapshots that every image with the
 same layers shares. Names are normalized as Docker does: "busybox" is
 docker.io/library/busybox:latest.`,
 	}
-	cmd.AddCommand(PullCmd(g), importCmd(g), loadCmd(g), saveCmd(g), lsCmd(g), inspectCmd(g), rmCmd(g), tagCmd(g), pruneCmd(g), unpackCmd(g))
+	cmd.AddCommand(PullCmd(g), PushCmd(g), importCmd(g), loadCmd(g), saveCmd(g), lsCmd(g), inspectCmd(g), rmCmd(g), tagCmd(g), pruneCmd(g), unpackCmd(g))
 	return cmd
 }
 

@@ -208,3 +208,62 @@ func (p *progress) stop() {
 		}
 	})
 }
+
+// PushCmd is `berth push` (also `berth image push`).
+func PushCmd(g *Globals) *cobra.Command {
+	var insecure, quiet bool
+	var registries string
+	cmd := &cobra.Command{
+		Use:   "push NAME [DESTINATION]",
+		Short: "Push an image to a registry",
+		Long: `Push an image to the registry its name says, or to DESTINATION: the blobs the
+repository lacks (mounted from elsewhere in the registry where it has them,
+uploaded in one request or, when large, in chunks), then its manifests.
+
+  berth image tag busybox 127.0.0.1:5000/lib/busybox:1 && berth push 127.0.0.1:5000/lib/busybox:1
+  berth push busybox 127.0.0.1:5000/lib/busybox:1`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: g.withStore(func(cmd *cobra.Command, args []string, s *image.Store) error {
+			c := client.New()
+			c.Insecure = insecure
+			c.Credentials = client.DockerConfigCredentials("")
+			if registries != "" {
+				b, err := os.ReadFile(registries)
+				if err != nil {
+					return fmt.Errorf("--registries: %w", err)
+				}
+				if err := yaml.UnmarshalStrict(b, &c.Hosts); err != nil {
+					return fmt.Errorf("--registries %s: %w", registries, err)
+				}
+			}
+			dst := ""
+			if len(args) == 2 {
+				dst = args[1]
+			}
+			out := cmd.OutOrStdout()
+			o := client.PushOptions{}
+			var p *progress
+			if !quiet {
+				p = newProgress(out)
+				o.Progress = p
+				defer p.stop()
+			}
+			res, err := c.Push(cmd.Context(), s, args[0], dst, o)
+			if p != nil {
+				p.stop()
+			}
+			if err != nil {
+				return err
+			}
+			if !quiet {
+				fmt.Fprintf(out, "Pushed %d blobs (%d mounted, %d already there); digest: %s\n", res.Pushed, res.Mounted, res.Skipped, res.Target.Digest)
+			}
+			return nil
+		}),
+	}
+	f := cmd.Flags()
+	f.BoolVar(&insecure, "insecure", false, "allow plain HTTP and TLS certificates that do not verify")
+	f.StringVar(&registries, "registries", envOr("BERTH_REGISTRIES", ""), "YAML file of per-registry settings (env BERTH_REGISTRIES)")
+	f.BoolVarP(&quiet, "quiet", "q", false, "print nothing")
+	return cmd
+}

@@ -58,9 +58,9 @@ func skopeoPush(t *testing.T, dest string) {
 	}
 }
 
-// Berth pulls from Debian's docker-registry (distribution 2.8) and from
-// its own registry server, the content pushed there by skopeo; the images
-// run.
+// Berth pulls from and pushes to Debian's docker-registry (distribution
+// 2.8) and its own registry server, the first content pushed there by
+// skopeo; the images run.
 func TestPullFromDistributionAndFromBerthsRegistry(t *testing.T) {
 	registries := map[string]func(t *testing.T) string{
 		"docker-registry": func(t *testing.T) string {
@@ -99,6 +99,16 @@ func TestPullFromDistributionAndFromBerthsRegistry(t *testing.T) {
 				t.Fatalf("second pull said:\n%s", out)
 			}
 			if got := s.run(addr+"/lib/busybox:1", nil, "echo", "pulled"); got != "pulled\n" {
+				t.Fatalf("ran %q", got)
+			}
+			// And back: Berth pushes (the blobs are there already, in
+			// another repository), a fresh store pulls and runs it.
+			if out := s.must("push", addr+"/lib/busybox:1", addr+"/copies/busybox:2"); !strings.Contains(out, "Pushed") {
+				t.Fatalf("push said:\n%s", out)
+			}
+			b := newStore(t)
+			b.must("pull", addr+"/copies/busybox:2")
+			if got := b.run(addr+"/copies/busybox:2", nil, "echo", "pushed"); got != "pushed\n" {
 				t.Fatalf("ran %q", got)
 			}
 		})

@@ -14,9 +14,10 @@ source hack/lib.sh
 # busybox-static: the root filesystem of test containers. runc, containerd
 # and podman: the peer Berth is compared with and the engines it must stand
 # in for; skopeo and docker.io (its dockerd): outside readers and writers
-# of image archives; docker-registry: a registry Berth pulls from.
+# of image archives; docker-registry: a registry Berth pulls from and pushes
+# to; apache2-utils: htpasswd for the registry auth tests.
 # uidmap, iproute2, procps, git: tools the tests and checks call.
-need_packages busybox-static iproute2 procps runc containerd podman skopeo docker.io docker-registry uidmap git curl "${build_packages[@]}"
+need_packages busybox-static iproute2 procps runc containerd podman skopeo docker.io docker-registry apache2-utils uidmap git curl "${build_packages[@]}"
 need_go
 
 echo ">> go mod download"

@@ -48,7 +48,7 @@ Each layer works with the tools people already use:
 	}
 	root.AddCommand(runtimecmd.New("runtime"))
 	root.AddCommand(imagecmd.New(g))
-	root.AddCommand(imagecmd.PullCmd(g), imagecmd.PushCmd(g))
+	root.AddCommand(imagecmd.PullCmd(g), imagecmd.PushCmd(g), imagecmd.LoginCmd(), imagecmd.LogoutCmd())
 	root.AddCommand(registrycmd.New(&g.Root, func() *slog.Logger { return g.Log }))
 	root.AddCommand(&cobra.Command{
 		Use:   "version",

@@ -321,7 +321,10 @@ func (r *Repo) authorize(ctx context.Context, httpc *http.Client, challenge, sco
 		if s := params["scope"]; s != "" {
 			scope = s
 		}
-		q.Set("scope", scope)
+		if r.path != "" || params["scope"] != "" {
+			// A login's /v2/ asks for no repository.
+			q.Set("scope", scope)
+		}
 		ru.RawQuery = q.Encode()
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, ru.String(), nil)
 		if err != nil {

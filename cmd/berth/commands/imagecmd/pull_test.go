@@ -106,11 +106,61 @@ func TestPullFromDistributionAndFromBerthsRegistry(t *testing.T) {
 			if out := s.must("push", addr+"/lib/busybox:1", addr+"/copies/busybox:2"); !strings.Contains(out, "Pushed") {
 				t.Fatalf("push said:\n%s", out)
 			}
+			// skopeo reads what Berth pushed (from Berth's registry, too).
+			copied := filepath.Join(t.TempDir(), "copied.tar")
+			if out, err := exec.Command("skopeo", "--insecure-policy", "copy", "--quiet", "--src-tls-verify=false",
+				"docker://"+addr+"/copies/busybox:2", "oci-archive:"+copied+":busybox").CombinedOutput(); err != nil {
+				t.Fatalf("skopeo copy from the registry: %v\n%s", err, out)
+			}
+			newStore(t).must("image", "load", "-i", copied)
 			b := newStore(t)
 			b.must("pull", addr+"/copies/busybox:2")
 			if got := b.run(addr+"/copies/busybox:2", nil, "echo", "pushed"); got != "pushed\n" {
 				t.Fatalf("ran %q", got)
 			}
 		})
+	}
+}
+
+// berth login checks the password against the registry and keeps it in
+// Docker's config.json, where pull and push find it.
+func TestLoginThenPullAndPushWithCredentials(t *testing.T) {
+	htpasswd, err := exec.LookPath("htpasswd")
+	if err != nil {
+		t.Skip("htpasswd (apache2-utils) is needed to make the user file")
+	}
+	dir := t.TempDir()
+	users := filepath.Join(dir, "htpasswd")
+	if out, err := exec.Command(htpasswd, "-Bbc", users, "alice", "s3cret").CombinedOutput(); err != nil {
+		t.Fatalf("htpasswd: %v\n%s", err, out)
+	}
+	cmd := exec.Command(berthBin, "registry", "serve", "--addr", "127.0.0.1:0", "--root", filepath.Join(dir, "reg"), "--htpasswd", users)
+	stderr, _ := cmd.StderrPipe()
+	start(t, cmd)
+	line, _ := bufio.NewReader(stderr).ReadString('\n')
+	addr := strings.TrimSuffix(strings.TrimPrefix(strings.Fields(line + " x x x")[2], "http://"), ",")
+	waitFor(t, addr)
+	t.Setenv("DOCKER_CONFIG", filepath.Join(dir, "docker"))
+
+	s := newStore(t)
+	s.must("image", "load", "-i", writeArchive(t, busybox(t), "docker-archive"))
+	if out, err := s.berth(nil, "push", "berth.test/busybox", addr+"/lib/bb:1"); err == nil || !strings.Contains(out, "login") {
+		t.Fatalf("push without credentials: %v\n%s", err, out)
+	}
+	if out, err := s.berth([]byte("wrong\n"), "login", "-u", "alice", "--password-stdin", addr); err == nil {
+		t.Fatalf("login with a wrong password succeeded:\n%s", out)
+	}
+	if out, err := s.berth([]byte("s3cret\n"), "login", "-u", "alice", "--password-stdin", addr); err != nil || !strings.Contains(out, "Login Succeeded") {
+		t.Fatalf("login: %v\n%s", err, out)
+	}
+	if st, err := os.Stat(filepath.Join(dir, "docker", "config.json")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("config.json: %v %v", st, err)
+	}
+	s.must("push", "berth.test/busybox", addr+"/lib/bb:1")
+	b := newStore(t)
+	b.must("pull", addr+"/lib/bb:1")
+	b.must("logout", addr)
+	if out, err := newStore(t).berth(nil, "pull", addr+"/lib/bb:1"); err == nil {
+		t.Fatalf("pull after logout succeeded:\n%s", out)
 	}
 }

@@ -1,0 +1,108 @@
+package client
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	"github.com/berth-dev/berth/image/reference"
+)
+
+// Login checks user and password against a registry (a /v2/ request that
+// must authenticate, as docker login makes) and returns nil if they work.
+func (c *Client) Login(ctx context.Context, registry, user, pass string) error {
+	c.Credentials = func(string) (string, string) { return user, pass }
+	r := &Repo{c: c, registry: registry, path: "", pull: false}
+	for _, ep := range c.endpoints(registry, false) {
+		resp, err := r.doAtRoot(ctx, ep)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			return nil
+		}
+		return fmt.Errorf("login to %s: %s", registry, resp.Status)
+	}
+	return fmt.Errorf("login to %s: no endpoint", registry)
+}
+
+// doAtRoot is GET /v2/ at an endpoint, authenticating as challenged.
+func (r *Repo) doAtRoot(ctx context.Context, ep string) (*http.Response, error) {
+	insecure := r.c.insecure(r.registry)
+	schemes := []string{"https"}
+	if insecure {
+		schemes = append(schemes, "http")
+	}
+	var last error
+	for _, s := range schemes {
+		resp, err := r.send(ctx, ep, http.MethodGet, s+"://"+ep+"/v2/", nil, nil, insecure, -1)
+		if err == nil {
+			return resp, nil
+		}
+		last = err
+	}
+	return nil, last
+}
+
+// RegistryOf is the registry a login is for: "docker.io" for Docker Hub
+// (and for no argument), else the host as given.
+func RegistryOf(s string) string {
+	if s == "" {
+		return reference.DefaultDomain
+	}
+	if r, err := reference.ParseNormalized(s + "/x"); err == nil {
+		return r.Domain
+	}
+	return s
+}
+
+// SaveDockerConfigAuth records (or with user "", removes) a registry's
+// credentials in a Docker config.json, as docker login does, keeping
+// everything else in the file. The file is private (0600).
+func SaveDockerConfigAuth(path, registry, user, pass string) error {
+	if path == "" {
+		dir := os.Getenv("DOCKER_CONFIG")
+		if dir == "" {
+			home, _ := os.UserHomeDir()
+			dir = filepath.Join(home, ".docker")
+		}
+		path = filepath.Join(dir, "config.json")
+	}
+	cfg := map[string]any{}
+	if b, err := os.ReadFile(path); err == nil {
+		if err := json.Unmarshal(b, &cfg); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	auths, _ := cfg["auths"].(map[string]any)
+	if auths == nil {
+		auths = map[string]any{}
+	}
+	key := registry
+	if registry == reference.DefaultDomain {
+		key = "https://index.docker.io/v1/"
+	}
+	if user == "" {
+		delete(auths, key)
+	} else {
+		auths[key] = map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))}
+	}
+	cfg["auths"] = auths
+	b, err := json.MarshalIndent(cfg, "", "\t")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

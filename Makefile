@@ -33,6 +33,7 @@ test-unit:
 bench:
 	bench/runtime.sh
 	bench/unpack.sh
+	bench/pull.sh
 
 clean:
 	rm -rf bin _output

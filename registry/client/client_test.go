@@ -3,11 +3,17 @@ package client_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -24,6 +30,7 @@ import (
 	"github.com/berth-dev/berth/internal/testimage"
 	"github.com/berth-dev/berth/registry/client"
 	"github.com/berth-dev/berth/registry/server"
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -333,5 +340,56 @@ func TestPushUploadsMountsAndRoundTrips(t *testing.T) {
 	b, err := back.Get(host + "/other/app:1")
 	if err != nil || a.ID != b.ID || a.Target.Digest != b.Target.Digest {
 		t.Fatalf("pulled back %s/%s, pushed %s/%s (%v)", b.ID, b.Target.Digest, a.ID, a.Target.Digest, err)
+	}
+}
+
+// Berth's client against Berth's registry under token auth: the client
+// follows the challenge to a token service that signs JWTs with the key
+// whose certificate the registry trusts.
+func TestPullAndPushUnderTokenAuth(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	bundle := filepath.Join(t.TempDir(), "bundle.pem")
+	os.WriteFile(bundle, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	tokens := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "alice" || p != "pw" {
+			w.WriteHeader(401)
+			return
+		}
+		var grants []map[string]any
+		if scope := r.URL.Query().Get("scope"); scope != "" {
+			parts := strings.Split(scope, ":")
+			grants = append(grants, map[string]any{"type": parts[0], "name": parts[1], "actions": strings.Split(parts[2], ",")})
+		}
+		tok, _ := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
+			"iss": "berth-test", "aud": r.URL.Query().Get("service"), "exp": time.Now().Add(time.Minute).Unix(), "access": grants,
+		}).SignedString(key)
+		json.NewEncoder(w).Encode(map[string]string{"token": tok})
+	}))
+	defer tokens.Close()
+	auth, err := server.LoadTokenAuth(tokens.URL, "berth-registry", "berth-test", bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := server.New(t.TempDir(), server.Options{Token: auth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(reg)
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	c := client.New()
+	c.Credentials = func(string) (string, string) { return "alice", "pw" }
+	s := loaded(t, smallImage(), "example.com/app:1")
+	if _, err := c.Push(context.Background(), s, "example.com/app:1", host+"/team/app:1", client.PushOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pull(t, c, store(t), host+"/team/app:1"); err != nil {
+		t.Fatal(err)
+	}
+	anon := client.New()
+	if _, err := pull(t, anon, store(t), host+"/team/app:1"); err == nil {
+		t.Fatal("pulled without credentials from a registry whose token service wants them")
 	}
 }

@@ -38,6 +38,7 @@ type Registry struct {
 	db      *bolt.DB
 	log     *slog.Logger
 	auth    func(user, pass string) bool
+	token   *TokenAuth
 
 	mu      sync.Mutex
 	uploads map[string]*sync.Mutex
@@ -49,6 +50,8 @@ type Options struct {
 	// Auth, if set, checks Basic credentials; requests without valid ones
 	// get 401 with a Basic challenge.
 	Auth func(user, pass string) bool
+	// Token, if set, requires Bearer tokens from a token service instead.
+	Token *TokenAuth
 }
 
 // New opens (creating) a registry's storage under root.
@@ -68,7 +71,7 @@ func New(root string, o Options) (*Registry, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Registry{root: root, content: cs, db: db, log: log, auth: o.Auth, uploads: map[string]*sync.Mutex{}}, nil
+	return &Registry{root: root, content: cs, db: db, log: log, auth: o.Auth, token: o.Token, uploads: map[string]*sync.Mutex{}}, nil
 }
 
 // Close releases the database.
@@ -115,6 +118,9 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	if req.URL.Path == "/v2/" || req.URL.Path == "/v2" {
+		if r.token != nil && !r.token.authorize(w, req, "", nil) {
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte("{}"))
 		return
@@ -126,6 +132,9 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	if !reference.ValidRepository(rt.repo) {
 		writeError(w, http.StatusBadRequest, codeNameInvalid, fmt.Sprintf("invalid repository name %q", rt.repo))
+		return
+	}
+	if r.token != nil && !r.token.authorize(w, req, rt.repo, actionsFor(req.Method)) {
 		return
 	}
 	switch rt.kind {
@@ -300,7 +309,13 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, rt rout
 	q := req.URL.Query()
 	if mount := q.Get("mount"); mount != "" {
 		d, err := digest.Parse(mount)
-		if err == nil && r.mount(rt.repo, q.Get("from"), d) {
+		from := q.Get("from")
+		// With token auth, mounting needs the right to pull from the
+		// repository named; an anonymous mount (no from) would let a
+		// digest alone reach another user's repository, so there is
+		// none.
+		mayRead := r.token == nil || (from != "" && r.token.allowed(req, from, []string{"pull"}) == nil)
+		if err == nil && mayRead && r.mount(rt.repo, from, d) {
 			w.Header().Set("Location", "/v2/"+rt.repo+"/blobs/"+d.String())
 			w.Header().Set("Docker-Content-Digest", d.String())
 			w.WriteHeader(http.StatusCreated)

@@ -26,6 +26,7 @@ func New(root *string, log func() *slog.Logger) *cobra.Command {
 		Short: "Run an OCI registry (the distribution spec's server side)",
 	}
 	var addr, dir, htpasswd, cert, key string
+	var realm, service, issuer, bundle string
 	serve := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve a registry: pull, push, mount, tags, referrers, deletion",
@@ -36,7 +37,11 @@ registry's records under --root (default: <berth --root>/registry).
   berth registry serve --addr :5443 --tls-cert cert.pem --tls-key key.pem --htpasswd users
 
 With --htpasswd (bcrypt entries, htpasswd -B) every request needs Basic
-credentials. It stops cleanly on SIGINT or SIGTERM.`,
+credentials. With --token-realm, --token-service, --token-issuer and
+--token-rootcertbundle it needs Bearer tokens (JWTs) from that token service,
+as distribution's token auth does: signed by one of the bundle's
+certificates, for the service, granting the request's actions on the
+repository. It stops cleanly on SIGINT or SIGTERM.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dir == "" {
@@ -50,6 +55,16 @@ credentials. It stops cleanly on SIGINT or SIGTERM.`,
 					return fmt.Errorf("--htpasswd: %w", err)
 				}
 				o.Auth = auth
+			}
+			if realm != "" || service != "" || issuer != "" || bundle != "" {
+				if htpasswd != "" {
+					return errors.New("--htpasswd and token auth (--token-*) exclude each other")
+				}
+				t, err := server.LoadTokenAuth(realm, service, issuer, bundle)
+				if err != nil {
+					return fmt.Errorf("token auth: %w", err)
+				}
+				o.Token = t
 			}
 			if (cert == "") != (key == "") {
 				return errors.New("--tls-cert and --tls-key go together")
@@ -92,6 +107,10 @@ credentials. It stops cleanly on SIGINT or SIGTERM.`,
 	f.StringVar(&addr, "addr", "127.0.0.1:5000", "address to listen on")
 	f.StringVar(&dir, "root", "", "directory of the registry's storage (default <berth --root>/registry)")
 	f.StringVar(&htpasswd, "htpasswd", "", "require Basic auth with the users of this htpasswd file (bcrypt)")
+	f.StringVar(&realm, "token-realm", "", "token auth: the URL clients get tokens from")
+	f.StringVar(&service, "token-service", "", "token auth: the service (audience) tokens must be for")
+	f.StringVar(&issuer, "token-issuer", "", "token auth: the issuer tokens must come from")
+	f.StringVar(&bundle, "token-rootcertbundle", "", "token auth: PEM certificates whose keys sign the tokens")
 	f.StringVar(&cert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")
 	f.StringVar(&key, "tls-key", "", "and this private key (PEM)")
 	cmd.AddCommand(serve)

@@ -74,6 +74,11 @@ func New() *Client {
 		if len(via) >= 10 {
 			return fmt.Errorf("stopped after %d redirects (a redirect loop?)", len(via))
 		}
+		// Never from HTTPS to plain HTTP: the request's headers would
+		// follow in clear text.
+		if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
+			return fmt.Errorf("refused a redirect from %s to plain HTTP (%s)", via[0].URL.Host, req.URL.Host)
+		}
 		return nil
 	}
 	return &Client{
@@ -190,9 +195,17 @@ var ErrNotFound = errors.New("not found in the registry")
 // that answers, authenticating as challenged. The caller closes the body.
 func (r *Repo) do(ctx context.Context, method, path string, hdr http.Header, body func() io.Reader) (*http.Response, error) {
 	var errs []error
-	for _, ep := range r.c.endpoints(r.registry, r.pull) {
+	eps := r.c.endpoints(r.registry, r.pull)
+	for i, ep := range eps {
 		resp, err := r.doAt(ctx, ep, method, path, hdr, body)
 		if err == nil {
+			// A mirror that lacks the content or fails leaves it to
+			// the next endpoint, as docker and containerd do.
+			if i < len(eps)-1 && (resp.StatusCode == http.StatusNotFound || resp.StatusCode >= 500) {
+				resp.Body.Close()
+				errs = append(errs, fmt.Errorf("mirror %s: %s", ep, resp.Status))
+				continue
+			}
 			return resp, nil
 		}
 		errs = append(errs, err)
@@ -229,6 +242,12 @@ func (r *Repo) doAt(ctx context.Context, ep, method, path string, hdr http.Heade
 		resp, err := r.send(ctx, host, method, u, hdr, body, insecure, -1)
 		if err != nil {
 			lastErr = err
+			var he *httpError
+			if errors.As(err, &he) {
+				// The server answered: no plain-HTTP retry, which
+				// would resend credentials in clear text.
+				break
+			}
 			continue
 		}
 		r.c.mu.Lock()
@@ -265,8 +284,11 @@ func (r *Repo) send(ctx context.Context, host, method, u string, hdr http.Header
 			req.ContentLength = size
 		}
 		req.Header.Set("User-Agent", r.c.UserAgent)
+		// Tokens are keyed by scheme, host and port: one got over
+		// HTTPS never goes out over plain HTTP.
+		key := req.URL.Scheme + "://" + req.URL.Host + " " + scope
 		r.c.mu.Lock()
-		if a := r.c.tokens[host+" "+scope]; a != "" {
+		if a := r.c.tokens[key]; a != "" {
 			req.Header.Set("Authorization", a)
 		}
 		r.c.mu.Unlock()
@@ -277,18 +299,18 @@ func (r *Repo) send(ctx context.Context, host, method, u string, hdr http.Header
 		if resp.StatusCode != http.StatusUnauthorized || attempt > 0 {
 			if resp.StatusCode == http.StatusUnauthorized {
 				resp.Body.Close()
-				return nil, fmt.Errorf("%s %s: unauthorized: the registry refused the credentials (berth login %s?)", method, u, r.registry)
+				return nil, &httpError{fmt.Errorf("%s %s: unauthorized: the registry refused the credentials (berth login %s?)", method, u, r.registry)}
 			}
 			return resp, nil
 		}
 		challenge := resp.Header.Get("WWW-Authenticate")
 		resp.Body.Close()
-		auth, err := r.authorize(ctx, httpc, challenge, scope)
+		auth, err := r.authorize(ctx, httpc, req.URL, challenge, scope)
 		if err != nil {
-			return nil, fmt.Errorf("%s %s: %w", method, u, err)
+			return nil, &httpError{fmt.Errorf("%s %s: %w", method, u, err)}
 		}
 		r.c.mu.Lock()
-		r.c.tokens[host+" "+scope] = auth
+		r.c.tokens[key] = auth
 		r.c.mu.Unlock()
 	}
 }
@@ -296,11 +318,18 @@ func (r *Repo) send(ctx context.Context, host, method, u string, hdr http.Header
 // authorize answers a WWW-Authenticate challenge with an Authorization
 // header value: Basic with the registry's credentials, or a Bearer token
 // from the challenge's realm (anonymous if there are no credentials).
-func (r *Repo) authorize(ctx context.Context, httpc *http.Client, challenge, scope string) (string, error) {
+func (r *Repo) authorize(ctx context.Context, httpc *http.Client, from *url.URL, challenge, scope string) (string, error) {
 	kind, params := parseChallenge(challenge)
+	// The credentials of the host that challenged, not of the registry
+	// the image is named after: a mirror or an upload Location on
+	// another host must not receive the registry's password.
+	credHost := from.Host
+	if credHost == "registry-1.docker.io" {
+		credHost = reference.DefaultDomain
+	}
 	user, pass := "", ""
 	if r.c.Credentials != nil {
-		user, pass = r.c.Credentials(r.registry)
+		user, pass = r.c.Credentials(credHost)
 	}
 	switch strings.ToLower(kind) {
 	case "basic":
@@ -314,6 +343,12 @@ func (r *Repo) authorize(ctx context.Context, httpc *http.Client, challenge, sco
 		if err != nil || realm == "" || (ru.Scheme != "https" && ru.Scheme != "http") {
 			return "", fmt.Errorf("the registry's Bearer challenge has no usable realm (%q)", challenge)
 		}
+		if from.Scheme == "https" && ru.Scheme != "https" && !r.c.insecure(ru.Host) {
+			return "", fmt.Errorf("refused a token realm over plain HTTP (%s) for a registry on HTTPS", realm)
+		}
+		// The token service answers within a minute or not at all.
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
 		q := ru.Query()
 		if s := params["service"]; s != "" {
 			q.Set("service", s)
@@ -387,3 +422,9 @@ func parseChallenge(h string) (string, map[string]string) {
 	}
 	return kind, params
 }
+
+// httpError is a failure after the server answered (as opposed to a
+// connection or TLS failure): no other scheme is tried after it.
+type httpError struct{ error }
+
+func (e *httpError) Unwrap() error { return e.error }

@@ -393,3 +393,41 @@ func TestPullAndPushUnderTokenAuth(t *testing.T) {
 		t.Fatal("pulled without credentials from a registry whose token service wants them")
 	}
 }
+
+// A mirror that challenges gets its own credentials, never the registry's;
+// a mirror that lacks the image leaves the pull to the registry.
+func TestMirrorsGetTheirOwnCredentialsAndFallBack(t *testing.T) {
+	var sentToMirror []string
+	mirror := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a := r.Header.Get("Authorization"); a != "" {
+			sentToMirror = append(sentToMirror, a)
+			w.WriteHeader(404)
+			return
+		}
+		w.Header().Set("WWW-Authenticate", `Basic realm="mirror"`)
+		w.WriteHeader(401)
+	}))
+	defer mirror.Close()
+	upstream := registry(t, nil, "team/app", "v1", smallImage())
+	c := client.New()
+	c.Hosts = map[string]client.Host{upstream: {Mirrors: []string{mirror.URL}}}
+	mirrorHost := strings.TrimPrefix(mirror.URL, "http://")
+	c.Credentials = func(host string) (string, string) {
+		if host == mirrorHost {
+			return "mirror-user", "mirror-pw"
+		}
+		return "registry-user", "registry-secret"
+	}
+	if _, err := pull(t, c, store(t), upstream+"/team/app:v1"); err != nil {
+		t.Fatalf("pull with a mirror that lacks the image: %v", err)
+	}
+	for _, a := range sentToMirror {
+		raw, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(a, "Basic "))
+		if strings.Contains(string(raw), "registry-secret") {
+			t.Fatalf("the mirror received the registry's password: %q", raw)
+		}
+	}
+	if len(sentToMirror) == 0 {
+		t.Fatal("the mirror was never asked: the test tested nothing")
+	}
+}

@@ -32,6 +32,10 @@ func (r *Repo) Manifest(ctx context.Context, ref string) ([]byte, ocispec.Descri
 	for _, a := range manifestAccept {
 		hdr.Add("Accept", a)
 	}
+	// A manifest is small: it comes within two minutes, body included,
+	// or the pull fails rather than hang.
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
 	resp, err := r.do(ctx, http.MethodGet, "manifests/"+ref, hdr, nil)
 	if err != nil {
 		return nil, ocispec.Descriptor{}, err
@@ -156,6 +160,14 @@ func (r *Repo) fetchOnce(ctx context.Context, w *content.Writer, d ocispec.Descr
 			}
 		}
 	case http.StatusPartialContent:
+		// The part must start where the ingest stops.
+		var start int64
+		if _, err := fmt.Sscanf(resp.Header.Get("Content-Range"), "bytes %d-", &start); err != nil || start != w.Offset() {
+			if err := w.Truncate(0); err != nil {
+				return err
+			}
+			return fmt.Errorf("the registry answered a resume at %d with %q", w.Offset(), resp.Header.Get("Content-Range"))
+		}
 	case http.StatusNotFound:
 		return fmt.Errorf("%w", ErrNotFound)
 	default:
@@ -171,6 +183,11 @@ func (r *Repo) fetchOnce(ctx context.Context, w *content.Writer, d ocispec.Descr
 	buf := make([]byte, 256<<10)
 	for {
 		n, err := resp.Body.Read(buf)
+		if n > 0 && w.Offset()+int64(n) > d.Size {
+			// The descriptor's size is exact (a size of 0 is the empty
+			// blob), whatever the registry sends.
+			return fmt.Errorf("the registry sent more than the %d bytes the manifest says: %w", d.Size, content.ErrSize)
+		}
 		if n > 0 {
 			timer.Reset(stall)
 			if _, werr := w.Write(buf[:n]); werr != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -45,6 +46,10 @@ func (r *Repo) doAtRoot(ctx context.Context, ep string) (*http.Response, error) 
 			return resp, nil
 		}
 		last = err
+		var he *httpError
+		if errors.As(err, &he) {
+			break // answered: no plain-HTTP retry with the password
+		}
 	}
 	return nil, last
 }
@@ -100,9 +105,18 @@ func SaveDockerConfigAuth(path, registry, user, pass string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".config-*.json")
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	defer os.Remove(tmp.Name())
+	// CreateTemp makes it 0600; the passwords in it stay private.
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }

@@ -110,13 +110,47 @@ func (c *Client) Push(ctx context.Context, s *image.Store, name, dst string, o P
 		return repo.putManifest(ctx, where, mt, b)
 	}
 	tag := ref.Tag
-	if ref.Digest != "" && ref.Tag == "" {
-		tag = ""
+	top := img.Target
+	if image.IsIndex(top.MediaType) && !complete(s, top, 0) {
+		// The store has only some platforms of the index (pulled for
+		// one); a registry may refuse an index whose manifests are
+		// missing, so the tag names this host's manifest, as docker
+		// push does then.
+		_, desc, err := s.Manifest(top, "")
+		if err != nil {
+			return res, err
+		}
+		top = desc
+		res.Target = desc
 	}
-	if err := push(img.Target, tag, 0); err != nil {
+	if err := push(top, tag, 0); err != nil {
 		return res, fmt.Errorf("push %s: %w", ref.Familiar(), err)
 	}
 	return res, nil
+}
+
+// complete reports whether the store has every manifest an index names.
+func complete(s *image.Store, d ocispec.Descriptor, depth int) bool {
+	if depth > 4 || !s.Content.Has(d.Digest) {
+		return false
+	}
+	if !image.IsIndex(d.MediaType) {
+		return true
+	}
+	b, err := s.Content.ReadBlob(d.Digest, maxManifest)
+	if err != nil {
+		return false
+	}
+	idx, err := image.ParseIndex(b, d.MediaType)
+	if err != nil {
+		return false
+	}
+	for _, m := range idx.Manifests {
+		if !complete(s, m, depth+1) {
+			return false
+		}
+	}
+	return true
 }
 
 // pushBlob uploads one blob unless the repository has it.
@@ -213,6 +247,12 @@ func location(resp *http.Response) (*url.URL, error) {
 	u, err := resp.Request.URL.Parse(l)
 	if err != nil {
 		return nil, fmt.Errorf("upload Location %q: %w", l, err)
+	}
+	// An HTTPS registry behind a proxy that forgot X-Forwarded-Proto
+	// says http://: the upload (and its credentials) would go in clear
+	// text.
+	if resp.Request.URL.Scheme == "https" && u.Scheme != "https" {
+		return nil, fmt.Errorf("the registry on HTTPS gave an upload Location over plain HTTP (%s): refused", l)
 	}
 	return u, nil
 }

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/berth-dev/berth/image"
 	"github.com/berth-dev/berth/image/content"
@@ -71,6 +72,7 @@ func New(root string, o Options) (*Registry, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	purgeUploads(filepath.Join(root, "content", "uploads"), uploadMaxAge)
 	return &Registry{root: root, content: cs, db: db, log: log, auth: o.Auth, token: o.Token, uploads: map[string]*sync.Mutex{}}, nil
 }
 
@@ -109,6 +111,9 @@ func parse(p string) (route, bool) {
 
 func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	// Content is served with the type it was pushed with: a browser
+	// must never sniff it into something it runs.
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	if r.auth != nil {
 		user, pass, ok := req.BasicAuth()
 		if !ok || !r.auth(user, pass) {
@@ -218,6 +223,16 @@ func (r *Registry) uploadLock(id string) *sync.Mutex {
 	return m
 }
 
+// forgetLock drops a finished session's lock (one whose files are gone).
+func (r *Registry) forgetLock(id string) {
+	if _, err := os.Stat(r.uploadPath(id) + ".repo"); err == nil {
+		return
+	}
+	r.mu.Lock()
+	delete(r.uploads, id)
+	r.mu.Unlock()
+}
+
 func (r *Registry) uploadPath(id string) string {
 	return filepath.Join(r.root, "content", "uploads", id)
 }
@@ -245,12 +260,18 @@ func (r *Registry) upload(w http.ResponseWriter, req *http.Request, rt route) {
 		writeError(w, http.StatusNotFound, codeBlobUploadUnknown, "upload unknown")
 		return
 	}
+	p := r.uploadPath(id)
+	// The session must exist before a lock is made for it: a lock per
+	// made-up ID would grow the map without end.
+	if repo, err := os.ReadFile(p + ".repo"); err != nil || string(repo) != rt.repo {
+		writeError(w, http.StatusNotFound, codeBlobUploadUnknown, "upload unknown")
+		return
+	}
 	l := r.uploadLock(id)
 	l.Lock()
 	defer l.Unlock()
-	p := r.uploadPath(id)
-	repo, err := os.ReadFile(p + ".repo")
-	if err != nil || string(repo) != rt.repo {
+	defer r.forgetLock(id)
+	if repo, err := os.ReadFile(p + ".repo"); err != nil || string(repo) != rt.repo {
 		writeError(w, http.StatusNotFound, codeBlobUploadUnknown, "upload unknown")
 		return
 	}
@@ -265,7 +286,12 @@ func (r *Registry) upload(w http.ResponseWriter, req *http.Request, rt route) {
 		r.uploadStatus(w, rt.repo, id, offset, http.StatusNoContent)
 	case http.MethodPatch:
 		if cr := req.Header.Get("Content-Range"); cr != "" {
-			start, _, ok := parseRange(cr)
+			start, end, ok := parseRange(cr)
+			if ok && req.ContentLength >= 0 && end-start+1 != req.ContentLength {
+				writeError(w, http.StatusRequestedRangeNotSatisfiable, codeBlobUploadInvalid,
+					fmt.Sprintf("Content-Range %s is not the %d bytes sent", cr, req.ContentLength))
+				return
+			}
 			if !ok || start != offset {
 				w.Header().Set("Range", rangeHeader(offset))
 				writeError(w, http.StatusRequestedRangeNotSatisfiable, codeBlobUploadInvalid,
@@ -361,6 +387,11 @@ func (r *Registry) mount(repo, from string, d digest.Digest) bool {
 	}
 	err := r.update(func(tx *bolt.Tx) error {
 		if from != "" && !hasBlob(tx, from, d) {
+			return errNotFound
+		}
+		// Without a source, only a blob some repository still has: one
+		// deleted everywhere must not come back by its digest.
+		if from == "" && !linkedAnywhere(tx, d) {
 			return errNotFound
 		}
 		info, err := r.content.Info(d)
@@ -515,9 +546,19 @@ func (r *Registry) resolve(w http.ResponseWriter, rt route, isDigest bool) (dige
 	return d, rec, true
 }
 
+// validTag is the spec's [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}.
 func validTag(t string) bool {
-	_, err := reference.ParseNormalized("x:" + t)
-	return err == nil && len(t) <= 128
+	if t == "" || len(t) > 128 {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		word := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
+		if !word && (i == 0 || (c != '.' && c != '-')) {
+			return false
+		}
+	}
+	return true
 }
 
 // manifestFields are what the registry reads of any manifest or index.
@@ -563,7 +604,14 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, rt rout
 			mt = detected
 		}
 	}
-	if m.SchemaVersion != 2 && (image.IsManifest(mt) || image.IsIndex(mt)) {
+	// Only manifests and indexes: what is stored is served back with
+	// this type, and any other (text/html) would turn the registry into
+	// a web host for whatever was pushed.
+	if !image.IsManifest(mt) && !image.IsIndex(mt) {
+		writeError(w, http.StatusBadRequest, codeManifestInvalid, fmt.Sprintf("media type %q is not an OCI or Docker manifest or index", mt))
+		return
+	}
+	if m.SchemaVersion != 2 {
 		writeError(w, http.StatusBadRequest, codeManifestInvalid, "schemaVersion must be 2")
 		return
 	}
@@ -693,4 +741,22 @@ func (r *Registry) referrers(w http.ResponseWriter, req *http.Request, rt route)
 	idx := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Manifests: descs}
 	idx.SchemaVersion = 2
 	json.NewEncoder(w).Encode(idx)
+}
+
+// uploadMaxAge is how long an upload session may sit unfinished before
+// the registry drops it (distribution purges after a week by default).
+const uploadMaxAge = 24 * time.Hour
+
+// purgeUploads removes upload sessions older than maxAge: clients that
+// gave up leave their data otherwise.
+func purgeUploads(dir string, maxAge time.Duration) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > maxAge {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }

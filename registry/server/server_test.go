@@ -189,3 +189,57 @@ func TestHtpasswdGuardsEveryRequest(t *testing.T) {
 		t.Fatalf("plain-text entry: %v", err)
 	}
 }
+
+// Fixes of a review: what a pusher stores is never served as a web page,
+// deleted content does not come back by its digest, tags are the spec's,
+// made-up upload IDs cost nothing, and a chunk's range is its length.
+func TestServerRefusesWhatAReviewFound(t *testing.T) {
+	r, err := New(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	defer r.Close()
+
+	if resp := do(t, "PUT", srv.URL+"/v2/repo/manifests/page", []byte(`{"x":"<script>alert(1)</script>"}`), "Content-Type", "text/html"); resp.StatusCode != 400 {
+		t.Errorf("a text/html manifest: %d", resp.StatusCode)
+	}
+	if resp := do(t, "GET", srv.URL+"/v2/", nil); resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Error("no nosniff header")
+	}
+
+	secret := []byte("AWS_SECRET=hunter2")
+	d := digest.FromBytes(secret)
+	do(t, "POST", srv.URL+"/v2/private/blobs/uploads/?digest="+d.String(), secret)
+	do(t, "DELETE", srv.URL+"/v2/private/blobs/"+d.String(), nil)
+	if resp := do(t, "POST", srv.URL+"/v2/else/blobs/uploads/?mount="+d.String(), nil); resp.StatusCode != http.StatusAccepted {
+		t.Errorf("anonymous mount of a deleted blob: %d, want an upload session", resp.StatusCode)
+	}
+	if resp := do(t, "GET", srv.URL+"/v2/else/blobs/"+d.String(), nil); resp.StatusCode != 404 {
+		t.Errorf("the deleted blob is readable again: %d", resp.StatusCode)
+	}
+
+	for _, tag := range []string{"1234/foo", "a:b", "latest@sha256:" + strings.Repeat("0", 64), ".x"} {
+		if resp := do(t, "PUT", srv.URL+"/v2/repo/manifests/x?tag="+tag, []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`),
+			"Content-Type", "application/vnd.oci.image.index.v1+json"); resp.StatusCode != 400 {
+			t.Errorf("tag %q: %d", tag, resp.StatusCode)
+		}
+	}
+
+	for i := 0; i < 200; i++ {
+		do(t, "GET", fmt.Sprintf("%s/v2/repo/blobs/uploads/%032x", srv.URL, i), nil)
+	}
+	r.mu.Lock()
+	n := len(r.uploads)
+	r.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d locks for made-up upload IDs", n)
+	}
+
+	resp := do(t, "POST", srv.URL+"/v2/repo/blobs/uploads/", nil)
+	loc := resp.Header.Get("Location")
+	if resp := do(t, "PATCH", srv.URL+loc, []byte("abc"), "Content-Range", "0-9"); resp.StatusCode != http.StatusRequestedRangeNotSatisfiable {
+		t.Errorf("a chunk shorter than its range: %d", resp.StatusCode)
+	}
+}

@@ -83,6 +83,22 @@ func hasBlob(tx *bolt.Tx, repo string, d digest.Digest) bool {
 	return err == nil && b.Get([]byte(d)) != nil
 }
 
+// linkedAnywhere reports whether any repository has the blob.
+func linkedAnywhere(tx *bolt.Tx, d digest.Digest) bool {
+	root := tx.Bucket(bRepos)
+	if root == nil {
+		return false
+	}
+	found := false
+	root.ForEach(func(name, _ []byte) error {
+		if b := root.Bucket(name); b != nil && b.Bucket([]byte("blobs")).Get([]byte(d)) != nil {
+			found = true
+		}
+		return nil
+	})
+	return found
+}
+
 func unlinkBlob(tx *bolt.Tx, repo string, d digest.Digest) error {
 	b, err := sub(tx, repo, "blobs", false)
 	if err != nil || b.Get([]byte(d)) == nil {

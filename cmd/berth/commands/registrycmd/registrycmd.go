@@ -78,7 +78,9 @@ repository. It stops cleanly on SIGINT or SIGTERM.`,
 			if err != nil {
 				return err
 			}
-			srv := &http.Server{Handler: reg, ReadHeaderTimeout: 30 * time.Second}
+			// No overall read timeout: a layer upload may take long; idle
+			// keep-alive connections and slow headers are cut.
+			srv := &http.Server{Handler: reg, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			go func() {

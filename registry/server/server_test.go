@@ -243,3 +243,33 @@ func TestServerRefusesWhatAReviewFound(t *testing.T) {
 		t.Errorf("a chunk shorter than its range: %d", resp.StatusCode)
 	}
 }
+
+func TestGCFreesWhatIsUnlinkedAndRefusesARunningRegistry(t *testing.T) {
+	root := t.TempDir()
+	r, err := New(root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(r)
+	keep, drop := []byte("kept"), []byte("deleted")
+	for _, b := range [][]byte{keep, drop} {
+		do(t, "POST", srv.URL+"/v2/repo/blobs/uploads/?digest="+digest.FromBytes(b).String(), b)
+	}
+	do(t, "DELETE", srv.URL+"/v2/repo/blobs/"+digest.FromBytes(drop).String(), nil)
+	if _, err := GC(root); err == nil || !strings.Contains(err.Error(), "running") {
+		t.Fatalf("GC of a running registry: %v", err)
+	}
+	srv.Close()
+	r.Close()
+	res, err := GC(root)
+	if err != nil || res.Blobs != 1 || res.Bytes != int64(len(drop)) {
+		t.Fatalf("GC: %+v, %v", res, err)
+	}
+	r, _ = New(root, Options{})
+	defer r.Close()
+	srv = httptest.NewServer(r)
+	defer srv.Close()
+	if resp := do(t, "GET", srv.URL+"/v2/repo/blobs/"+digest.FromBytes(keep).String(), nil); resp.StatusCode != 200 {
+		t.Fatalf("the linked blob after GC: %d", resp.StatusCode)
+	}
+}

@@ -116,5 +116,27 @@ repository. It stops cleanly on SIGINT or SIGTERM.`,
 	f.StringVar(&cert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")
 	f.StringVar(&key, "tls-key", "", "and this private key (PEM)")
 	cmd.AddCommand(serve)
+	var gcRoot string
+	gc := &cobra.Command{
+		Use:   "gc",
+		Short: "Free the disk of blobs and manifests nothing links any more (registry stopped)",
+		Long: `Deleting a blob or manifest through the API only unlinks it from its
+repository; gc removes what no repository links from the registry's store.
+It refuses to run while the registry serves.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if gcRoot == "" {
+				gcRoot = filepath.Join(*root, "registry")
+			}
+			res, err := server.GC(gcRoot)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "removed %d blobs, %d bytes\n", res.Blobs, res.Bytes)
+			return nil
+		},
+	}
+	gc.Flags().StringVar(&gcRoot, "root", "", "directory of the registry's storage (default <berth --root>/registry)")
+	cmd.AddCommand(gc)
 	return cmd
 }

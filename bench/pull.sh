@@ -26,6 +26,9 @@ berth=$top/bin/berth
 work=$(mktemp -d /var/tmp/berth-bench-pull.XXXXXX)
 pids=()
 cleanup() {
+	# Registries start in command substitutions (subshells): their PIDs
+	# are in files, not in pids.
+	for f in "$work"/*/pid; do [ -f "$f" ] && pids+=("$(cat "$f")"); done
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
 	{ grep -o " $work[^ ]*" /proc/self/mountinfo || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
 	rm -rf "$work"
@@ -38,7 +41,7 @@ registry() { # name -> address of a fresh docker-registry
 	mkdir -p "$work/$1"
 	printf 'version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' "$work/$1/data" "$p" > "$work/$1/config.yml"
 	docker-registry serve "$work/$1/config.yml" >"$work/$1/log" 2>&1 &
-	pids+=($!)
+	echo $! > "$work/$1/pid"
 	for _ in $(seq 100); do curl -fs "http://127.0.0.1:$p/v2/" >/dev/null 2>&1 && break; sleep 0.05; done
 	echo "127.0.0.1:$p"
 }

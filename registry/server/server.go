@@ -40,6 +40,7 @@ type Registry struct {
 	log     *slog.Logger
 	auth    func(user, pass string) bool
 	token   *TokenAuth
+	maxBlob int64
 
 	mu      sync.Mutex
 	uploads map[string]*sync.Mutex
@@ -53,7 +54,13 @@ type Options struct {
 	Auth func(user, pass string) bool
 	// Token, if set, requires Bearer tokens from a token service instead.
 	Token *TokenAuth
+	// MaxBlobSize bounds one blob upload (0: DefaultMaxBlobSize).
+	MaxBlobSize int64
 }
+
+// DefaultMaxBlobSize is the largest blob an upload may make: far above
+// real layers, well below a disk.
+const DefaultMaxBlobSize = 32 << 30
 
 // New opens (creating) a registry's storage under root.
 func New(root string, o Options) (*Registry, error) {
@@ -73,7 +80,11 @@ func New(root string, o Options) (*Registry, error) {
 		log = slog.Default()
 	}
 	purgeUploads(filepath.Join(root, "content", "uploads"), uploadMaxAge)
-	return &Registry{root: root, content: cs, db: db, log: log, auth: o.Auth, token: o.Token, uploads: map[string]*sync.Mutex{}}, nil
+	maxBlob := o.MaxBlobSize
+	if maxBlob <= 0 {
+		maxBlob = DefaultMaxBlobSize
+	}
+	return &Registry{root: root, content: cs, db: db, log: log, auth: o.Auth, token: o.Token, maxBlob: maxBlob, uploads: map[string]*sync.Mutex{}}, nil
 }
 
 // Close releases the database.
@@ -299,9 +310,9 @@ func (r *Registry) upload(w http.ResponseWriter, req *http.Request, rt route) {
 				return
 			}
 		}
-		n, err := appendTo(p, req.Body)
+		n, err := appendTo(p, req.Body, r.maxBlob)
 		if err != nil {
-			writeError(w, http.StatusInternalServerError, codeBlobUploadInvalid, err.Error())
+			uploadError(w, err)
 			return
 		}
 		r.uploadStatus(w, rt.repo, id, offset+n, http.StatusAccepted)
@@ -317,8 +328,8 @@ func (r *Registry) upload(w http.ResponseWriter, req *http.Request, rt route) {
 				return
 			}
 		}
-		if _, err := appendTo(p, req.Body); err != nil {
-			writeError(w, http.StatusInternalServerError, codeBlobUploadInvalid, err.Error())
+		if _, err := appendTo(p, req.Body, r.maxBlob); err != nil {
+			uploadError(w, err)
 			return
 		}
 		r.finishUpload(w, rt.repo, id, d)
@@ -369,8 +380,11 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, rt rout
 			os.Remove(p + ".repo")
 			return
 		}
-		if _, err := appendTo(p, req.Body); err != nil {
-			writeError(w, http.StatusInternalServerError, codeBlobUploadInvalid, err.Error())
+		if _, err := appendTo(p, req.Body, r.maxBlob); err != nil {
+			// A monolithic upload that failed leaves no session.
+			os.Remove(p)
+			os.Remove(p + ".repo")
+			uploadError(w, err)
 			return
 		}
 		r.finishUpload(w, rt.repo, id, d)
@@ -459,16 +473,41 @@ func parseRange(s string) (start, end int64, ok bool) {
 	return start, end, true
 }
 
-func appendTo(p string, body io.Reader) (int64, error) {
+// errTooLarge: an upload grew past the registry's blob size limit.
+var errTooLarge = errors.New("blob too large")
+
+// appendTo adds a request body to an upload, which may not grow past max
+// bytes in all (what is over is not kept: the session is dropped).
+func appendTo(p string, body io.Reader, max int64) (int64, error) {
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return 0, err
 	}
-	n, err := io.Copy(f, body)
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return 0, err
+	}
+	room := max - st.Size()
+	n, err := io.Copy(f, io.LimitReader(body, room+1))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil && n > room {
+		os.Remove(p)
+		os.Remove(p + ".repo")
+		return n, fmt.Errorf("%w: more than %d bytes", errTooLarge, max)
+	}
 	return n, err
+}
+
+// uploadError answers a failed append.
+func uploadError(w http.ResponseWriter, err error) {
+	if errors.Is(err, errTooLarge) {
+		writeError(w, http.StatusRequestEntityTooLarge, codeSizeInvalid, err.Error())
+		return
+	}
+	writeError(w, http.StatusInternalServerError, codeBlobUploadInvalid, err.Error())
 }
 
 // manifest serves /v2/<name>/manifests/<reference>.

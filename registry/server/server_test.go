@@ -273,3 +273,30 @@ func TestGCFreesWhatIsUnlinkedAndRefusesARunningRegistry(t *testing.T) {
 		t.Fatalf("the linked blob after GC: %d", resp.StatusCode)
 	}
 }
+
+func TestUploadsStopAtTheBlobSizeLimit(t *testing.T) {
+	r, err := New(t.TempDir(), Options{MaxBlobSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	defer r.Close()
+	big := bytes.Repeat([]byte("x"), 1500)
+	if resp := do(t, "POST", srv.URL+"/v2/repo/blobs/uploads/?digest="+digest.FromBytes(big).String(), big); resp.StatusCode != 413 {
+		t.Fatalf("monolithic over the limit: %d", resp.StatusCode)
+	}
+	resp := do(t, "POST", srv.URL+"/v2/repo/blobs/uploads/", nil)
+	loc := resp.Header.Get("Location")
+	do(t, "PATCH", srv.URL+loc, big[:800])
+	if resp := do(t, "PATCH", srv.URL+loc, big[:700]); resp.StatusCode != 413 {
+		t.Fatalf("chunks over the limit: %d", resp.StatusCode)
+	}
+	if resp := do(t, "GET", srv.URL+loc, nil); resp.StatusCode != 404 {
+		t.Fatalf("the session survived going over: %d", resp.StatusCode)
+	}
+	ents, _ := os.ReadDir(filepath.Join(r.root, "content", "uploads"))
+	if len(ents) != 0 {
+		t.Fatalf("upload files left: %v", ents)
+	}
+}

@@ -18,22 +18,13 @@ rounds=${2:-3}
 layers=16
 
 source hack/lib.sh
+source bench/lib.sh
 need_packages busybox-static skopeo containerd docker-registry
 make -s build
 go build -o _output/testimage ./internal/testimage/cmd/testimage
 berth=$top/bin/berth
 
-work=$(mktemp -d /var/tmp/berth-bench-pull.XXXXXX)
-pids=()
-cleanup() {
-	# Registries start in command substitutions (subshells): their PIDs
-	# are in files, not in pids.
-	for f in "$work"/*/pid; do [ -f "$f" ] && pids+=("$(cat "$f")"); done
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-	{ grep -o " $work[^ ]*" /proc/self/mountinfo || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-	rm -rf "$work"
-}
-trap cleanup EXIT
+bench_work berth-bench-pull
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 registry() { # name -> address of a fresh docker-registry
@@ -58,22 +49,8 @@ img=$reg/bench/large:1
 ctrd=0
 fresh_containerd() {
 	ctrd=$((ctrd + 1))
-	local d=$work/containerd-$ctrd
-	mkdir -p "$d"
-	cat > "$d/config.toml" <<TOML
-version = 2
-root = "$d/root"
-state = "$d/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$d/containerd.sock"
-TOML
-	containerd --config "$d/config.toml" >"$d/log" 2>&1 &
-	pids+=($!)
-	for _ in $(seq 100); do [ -S "$d/containerd.sock" ] && break; sleep 0.1; done
-	sock=$d/containerd.sock
+	start_containerd "$work/containerd-$ctrd"
 }
-ctr() { command ctr --address "$sock" "$@"; }
 
 now() { date +%s.%N; }
 declare -A t
@@ -100,7 +77,6 @@ for r in $(seq "$rounds"); do
 	rm -rf "$work/b$r" "$work/s$r"
 	"$berth" --root "$work/f$r" image rm "$img" >/dev/null
 done
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 m() { echo "${t[$1]}" | median; }
 content=$(numfmt --from=iec "$size")
 row() { printf '| %s | %.2f | %.1f | %.2f |\n' "$1" "$2" "$(echo "scale=1; $content / 1048576 / $2" | bc)" "$(echo "scale=4; $2 / $3" | bc)"; }
@@ -129,12 +105,4 @@ echo "$table"
 	echo "$table"
 	echo "<!-- pull:end -->"
 } > _output/bench-pull.md
-if grep -q '<!-- pull:start -->' docs/benchmarks.md; then
-	awk -v f=_output/bench-pull.md '
-		/<!-- pull:start -->/ { while ((getline l < f) > 0) print l; skip = 1; next }
-		/<!-- pull:end -->/ { skip = 0; next }
-		!skip' docs/benchmarks.md > _output/benchmarks.md && mv _output/benchmarks.md docs/benchmarks.md
-else
-	{ cat docs/benchmarks.md; echo; cat _output/bench-pull.md; } > _output/benchmarks.md
-	mv _output/benchmarks.md docs/benchmarks.md
-fi
+write_section pull _output/bench-pull.md

@@ -8,6 +8,7 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
+source bench/lib.sh
 rounds=${1:-200}
 
 missing=()
@@ -65,12 +66,4 @@ kernel=$(uname -r)
 	echo "$table"
 	echo "<!-- runtime:end -->"
 } > _output/bench-runtime.md
-if grep -q '<!-- runtime:start -->' docs/benchmarks.md 2>/dev/null; then
-	awk -v f=_output/bench-runtime.md '
-		/<!-- runtime:start -->/ { while ((getline l < f) > 0) print l; skip = 1; next }
-		/<!-- runtime:end -->/ { skip = 0; next }
-		!skip' docs/benchmarks.md > _output/benchmarks.md && mv _output/benchmarks.md docs/benchmarks.md
-else
-	{ [ -f docs/benchmarks.md ] && cat docs/benchmarks.md || printf '# Benchmarks\n\nEach section is written by the script it names; rerun it to refresh.\n'; echo; cat _output/bench-runtime.md; } > _output/benchmarks.md
-	mv _output/benchmarks.md docs/benchmarks.md
-fi
+write_section runtime _output/bench-runtime.md

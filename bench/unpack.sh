@@ -19,23 +19,13 @@ variants=10
 shared=${SHARED_SIZE:-256M}
 
 source hack/lib.sh
+source bench/lib.sh
 need_packages busybox-static umoci containerd
 make -s build
 go build -o _output/testimage ./internal/testimage/cmd/testimage
 berth=$top/bin/berth
 
-work=$(mktemp -d /var/tmp/berth-bench-unpack.XXXXXX)
-ctrd_pid=
-cleanup() {
-	if [ -n "$ctrd_pid" ]; then
-		kill "$ctrd_pid" 2>/dev/null || true
-		wait "$ctrd_pid" 2>/dev/null || true
-	fi
-	# Berth's bundles and containerd's snapshots may still be mounted.
-	{ grep -o " $work[^ ]*" /proc/self/mountinfo || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-	rm -rf "$work"
-}
-trap cleanup EXIT
+bench_work berth-bench-unpack
 
 echo ">> generating a $size image in 8 layers and $variants images on a shared $shared base"
 _output/testimage -large "$size" -layers 8 -format oci-layout -o "$work/layout" >/dev/null
@@ -45,18 +35,7 @@ _output/testimage -large "$shared" -layers 4 -variants "$variants" -format oci-a
 # the generator makes exactly this large.
 content=$(numfmt --from=iec "$size")
 
-cat > "$work/containerd.toml" <<TOML
-version = 2
-root = "$work/containerd/root"
-state = "$work/containerd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$work/containerd/containerd.sock"
-TOML
-containerd --config "$work/containerd.toml" >"$work/containerd.log" 2>&1 &
-ctrd_pid=$!
-for _ in $(seq 100); do [ -S "$work/containerd/containerd.sock" ] && break; sleep 0.1; done
-ctr() { command ctr --address "$work/containerd/containerd.sock" "$@"; }
+start_containerd "$work/containerd"
 
 now() { date +%s.%N; }
 # settle: what one command wrote reaches the disk before the next starts.
@@ -84,7 +63,6 @@ for r in $(seq "$rounds"); do
 	ctr -n "bench$r" image rm berth.test/large:latest >/dev/null
 	ctr -n "bench$r" content ls -q | xargs -r ctr -n "bench$r" content rm >/dev/null 2>&1 || true
 done
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 mbps() { echo "scale=1; $content / 1048576 / $1" | bc; }
 row() { # name, median seconds, peer seconds
 	printf '| %s | %.2f | %s | %.2f |\n' "$1" "$2" "$(mbps "$2")" "$(echo "scale=4; $2 / $3" | bc)"
@@ -137,12 +115,4 @@ echo "$table"
 	echo "$table"
 	echo "<!-- unpack:end -->"
 } > _output/bench-unpack.md
-if grep -q '<!-- unpack:start -->' docs/benchmarks.md; then
-	awk -v f=_output/bench-unpack.md '
-		/<!-- unpack:start -->/ { while ((getline l < f) > 0) print l; skip = 1; next }
-		/<!-- unpack:end -->/ { skip = 0; next }
-		!skip' docs/benchmarks.md > _output/benchmarks.md && mv _output/benchmarks.md docs/benchmarks.md
-else
-	{ cat docs/benchmarks.md; echo; cat _output/bench-unpack.md; } > _output/benchmarks.md
-	mv _output/benchmarks.md docs/benchmarks.md
-fi
+write_section unpack _output/bench-unpack.md

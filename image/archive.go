@@ -316,11 +316,10 @@ func (s *Store) layerMediaType(d digest.Digest) (string, error) {
 	defer r.Close()
 	head := make([]byte, 4)
 	n, _ := io.ReadFull(r, head)
-	head = head[:n]
-	switch {
-	case len(head) >= 2 && head[0] == 0x1f && head[1] == 0x8b:
+	switch layer.Detect(head[:n]) {
+	case layer.Gzip:
 		return MediaTypeDockerLayer, nil
-	case len(head) == 4 && head[0] == 0x28 && head[1] == 0xb5 && head[2] == 0x2f && head[3] == 0xfd:
+	case layer.Zstd:
 		return ocispec.MediaTypeImageLayerZstd, nil
 	}
 	return mediaTypeDockerLayerTar, nil
@@ -481,46 +480,39 @@ func (s *Store) writeBlobEntry(tw *tar.Writer, d digest.Digest) error {
 // reachable lists a target's blobs: the target, and for an index or
 // manifest everything it names. It fails if any is missing.
 func (s *Store) reachable(d ocispec.Descriptor) ([]ocispec.Descriptor, error) {
-	out := []ocispec.Descriptor{d}
+	return s.reachableFrom(d, 0)
+}
+
+// Reachable lists a target's blobs (see reachable): an error says the
+// store lacks some of it, as an index pulled for one platform does.
+func (s *Store) Reachable(d ocispec.Descriptor) ([]ocispec.Descriptor, error) { return s.reachable(d) }
+
+func (s *Store) reachableFrom(d ocispec.Descriptor, depth int) ([]ocispec.Descriptor, error) {
+	if depth > 8 {
+		return nil, errors.New("indexes nested too deep")
+	}
 	if !s.Content.Has(d.Digest) {
 		return nil, fmt.Errorf("%s: %w", d.Digest, content.ErrNotFound)
 	}
-	mt := d.MediaType
-	if !IsIndex(mt) && !IsManifest(mt) && mt != "" {
-		return out, nil
-	}
-	b, err := s.Content.ReadBlob(d.Digest, maxManifestSize)
+	kids, m, err := s.children(d)
 	if err != nil {
 		return nil, err
 	}
-	if mt == "" {
-		if mt, err = DetectMediaType(b); err != nil {
-			return out, nil
+	out := []ocispec.Descriptor{d}
+	for _, k := range kids {
+		if m != nil {
+			// A config or layer: there, or the image is incomplete.
+			if !s.Content.Has(k.Digest) {
+				return nil, fmt.Errorf("%s: %w", k.Digest, content.ErrNotFound)
+			}
+			out = append(out, k)
+			continue
 		}
-	}
-	if IsIndex(mt) {
-		idx, err := ParseIndex(b, mt)
+		sub, err := s.reachableFrom(k, depth+1)
 		if err != nil {
 			return nil, err
 		}
-		for _, m := range idx.Manifests {
-			sub, err := s.reachable(m)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, sub...)
-		}
-		return out, nil
-	}
-	m, err := ParseManifest(b, mt)
-	if err != nil {
-		return nil, err
-	}
-	for _, x := range append([]ocispec.Descriptor{m.Config}, m.Layers...) {
-		if !s.Content.Has(x.Digest) {
-			return nil, fmt.Errorf("%s: %w", x.Digest, content.ErrNotFound)
-		}
-		out = append(out, x)
+		out = append(out, sub...)
 	}
 	return out, nil
 }

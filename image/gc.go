@@ -194,46 +194,56 @@ func (s *Store) markContent(d ocispec.Descriptor, blobs map[digest.Digest]bool, 
 	if !s.Content.Has(d.Digest) {
 		return nil
 	}
-	mt := d.MediaType
-	if !IsManifest(mt) && !IsIndex(mt) {
-		if mt != "" {
-			return nil // a layer, a config, or another artifact's blob
-		}
-	}
-	b, err := s.Content.ReadBlob(d.Digest, maxManifestSize)
+	kids, m, err := s.children(d)
 	if err != nil {
 		return err
 	}
-	if mt == "" {
-		if mt, err = DetectMediaType(b); err != nil {
-			return nil // not a document that refers to others
+	if m != nil {
+		for _, k := range kids {
+			blobs[k.Digest] = true
 		}
-	}
-	switch {
-	case IsIndex(mt):
-		idx, err := ParseIndex(b, mt)
-		if err != nil {
-			return err
-		}
-		for _, m := range idx.Manifests {
-			if err := s.markContent(m, blobs, snaps, depth+1); err != nil {
-				return err
-			}
-		}
-	case IsManifest(mt):
-		m, err := ParseManifest(b, mt)
-		if err != nil {
-			return err
-		}
-		blobs[m.Config.Digest] = true
-		for _, l := range m.Layers {
-			blobs[l.Digest] = true
-		}
-		if c, err := s.Config(m); err == nil {
+		if c, err := s.Config(*m); err == nil {
 			for _, id := range ChainIDs(c.RootFS.DiffIDs) {
 				snaps[id.String()] = true
 			}
 		}
+		return nil
+	}
+	for _, k := range kids {
+		if err := s.markContent(k, blobs, snaps, depth+1); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// children reads a blob and returns what it names: the manifests of an
+// index, or the config and layers of a manifest (then m is the manifest).
+// Any other blob (a layer, a config, an artifact's) names nothing.
+func (s *Store) children(d ocispec.Descriptor) (kids []ocispec.Descriptor, m *ocispec.Manifest, err error) {
+	mt := d.MediaType
+	if mt != "" && !IsManifest(mt) && !IsIndex(mt) {
+		return nil, nil, nil
+	}
+	b, err := s.Content.ReadBlob(d.Digest, maxManifestSize)
+	if err != nil {
+		return nil, nil, err
+	}
+	if mt == "" {
+		if mt, err = DetectMediaType(b); err != nil {
+			return nil, nil, nil // not a document that refers to others
+		}
+	}
+	if IsIndex(mt) {
+		idx, err := ParseIndex(b, mt)
+		if err != nil {
+			return nil, nil, err
+		}
+		return idx.Manifests, nil, nil
+	}
+	man, err := ParseManifest(b, mt)
+	if err != nil {
+		return nil, nil, err
+	}
+	return append([]ocispec.Descriptor{man.Config}, man.Layers...), &man, nil
 }

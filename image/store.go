@@ -178,11 +178,7 @@ func (s *Store) imageID(img metadata.Image) digest.Digest {
 
 // List returns all images, sorted by name.
 func (s *Store) List() ([]Image, error) {
-	var all []metadata.Image
-	err := s.DB.View(func(tx *bolt.Tx) (err error) {
-		all, err = metadata.Images(tx)
-		return err
-	})
+	all, err := s.Records()
 	if err != nil {
 		return nil, err
 	}
@@ -190,8 +186,19 @@ func (s *Store) List() ([]Image, error) {
 	for i, m := range all {
 		out[i] = Image{Image: m, ID: s.imageID(m)}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// Records returns every image's record, by name, without reading their
+// manifests (List does, for their IDs; Describe does too).
+func (s *Store) Records() ([]metadata.Image, error) {
+	var all []metadata.Image
+	err := s.DB.View(func(tx *bolt.Tx) (err error) {
+		all, err = metadata.Images(tx)
+		return err
+	})
+	sort.Slice(all, func(i, j int) bool { return all[i].Name < all[j].Name })
+	return all, err
 }
 
 // Put names target. An existing name is repointed.

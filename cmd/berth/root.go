@@ -35,7 +35,7 @@ Each layer works with the tools people already use:
 	root.SetVersionTemplate("{{.Version}}\n")
 	g := &imagecmd.Globals{}
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.Root, "root", envOr("BERTH_ROOT", "/var/lib/berth"), "directory of Berth's image store and state (env BERTH_ROOT)")
+	pf.StringVar(&g.Root, "root", imagecmd.EnvOr("BERTH_ROOT", "/var/lib/berth"), "directory of Berth's image store and state (env BERTH_ROOT)")
 	pf.StringVar(&g.Snapshotter, "snapshotter", "", "how layers are stored: overlay or copy (default: overlay where it works; a store keeps the one it was made with)")
 	logLevel := pf.String("log-level", "warn", "log level: debug, info, warn or error")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
@@ -59,11 +59,4 @@ Each layer works with the tools people already use:
 		},
 	})
 	return root
-}
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
 }

@@ -399,26 +399,37 @@ func (w *Writer) Commit(size int64, expected digest.Digest) (digest.Digest, erro
 	if err := w.f.Sync(); err != nil {
 		return "", err
 	}
-	p, err := w.s.blobPath(got)
-	if err != nil {
+	if err := w.s.place(w.f.Name(), got); err != nil {
+		if errors.Is(err, ErrExists) {
+			return got, err
+		}
 		return "", err
-	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return "", err
-	}
-	if err := os.Chmod(w.f.Name(), 0o400); err != nil {
-		return "", err
-	}
-	// RENAME_NOREPLACE: a blob committed by a concurrent writer is left
-	// as it is (same content, by its digest).
-	err = unix.Renameat2(unix.AT_FDCWD, w.f.Name(), unix.AT_FDCWD, p, unix.RENAME_NOREPLACE)
-	if errors.Is(err, unix.EEXIST) {
-		return got, fmt.Errorf("%s: %w", got, ErrExists)
-	}
-	if err != nil {
-		return "", fmt.Errorf("commit blob %s: %w", got, err)
 	}
 	return got, nil
+}
+
+// place renames a verified, synced file into the blob it is, read-only.
+// RENAME_NOREPLACE: a blob committed by a concurrent writer is left as it
+// is (same content, by its digest), and ErrExists says so.
+func (s *Store) place(path string, d digest.Digest) error {
+	p, err := s.blobPath(d)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(path, 0o400); err != nil {
+		return err
+	}
+	err = unix.Renameat2(unix.AT_FDCWD, path, unix.AT_FDCWD, p, unix.RENAME_NOREPLACE)
+	if errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("%s: %w", d, ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("commit blob %s: %w", d, err)
+	}
+	return nil
 }
 
 func orDigest(d, alt digest.Digest) digest.Digest {
@@ -487,21 +498,7 @@ func (s *Store) CommitFile(path string, expected digest.Digest, size int64) erro
 	if got := digest.NewDigest(expected.Algorithm(), h); got != expected {
 		return fmt.Errorf("blob %s: content hashes to %s: %w", expected, got, ErrDigest)
 	}
-	p, err := s.blobPath(expected)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return err
-	}
-	if err := os.Chmod(path, 0o400); err != nil {
-		return err
-	}
-	err = unix.Renameat2(unix.AT_FDCWD, path, unix.AT_FDCWD, p, unix.RENAME_NOREPLACE)
-	if errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("%s: %w", expected, ErrExists)
-	}
-	return err
+	return s.place(path, expected)
 }
 
 // Ingests lists the refs of the writes in progress, for resumption and for

@@ -46,6 +46,19 @@ func zstdSkippable(b []byte) bool {
 	return len(b) >= 4 && binary.LittleEndian.Uint32(b)&^0xf == 0x184d2a50
 }
 
+// Detect tells a layer's compression from its first four bytes (fewer if
+// the layer is shorter): gzip, zstd (a skippable frame included), or
+// plain.
+func Detect(head []byte) Compression {
+	switch {
+	case bytes.HasPrefix(head, gzipMagic):
+		return Gzip
+	case bytes.HasPrefix(head, zstdMagic) || zstdSkippable(head):
+		return Zstd
+	}
+	return Uncompressed
+}
+
 // Decompress recognizes the compression of r by its first bytes (gzip
 // 1f 8b, zstd 28 b5 2f fd, anything else is taken for a plain tar) and
 // returns the uncompressed stream, which the caller closes.
@@ -67,14 +80,14 @@ func Decompress(r io.Reader) (io.ReadCloser, Compression, error) {
 	if err != nil && err != io.EOF {
 		return nil, Uncompressed, fmt.Errorf("read layer: %w", err)
 	}
-	switch {
-	case bytes.HasPrefix(magic, gzipMagic):
+	switch Detect(magic) {
+	case Gzip:
 		zr, err := pgzip.NewReader(br)
 		if err != nil {
 			return nil, Gzip, fmt.Errorf("gzip layer: %w", unexpectedEOF(err))
 		}
 		return zr, Gzip, nil
-	case bytes.HasPrefix(magic, zstdMagic) || zstdSkippable(magic):
+	case Zstd:
 		zr, err := zstd.NewReader(br)
 		if err != nil {
 			return nil, Zstd, fmt.Errorf("zstd layer: %w", err)

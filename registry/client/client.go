@@ -94,14 +94,7 @@ func New() *Client {
 // ($DOCKER_CONFIG/config.json, else ~/.docker/config.json): the "auth"
 // entries docker login writes.
 func DockerConfigCredentials(path string) func(host string) (string, string) {
-	if path == "" {
-		dir := os.Getenv("DOCKER_CONFIG")
-		if dir == "" {
-			home, _ := os.UserHomeDir()
-			dir = filepath.Join(home, ".docker")
-		}
-		path = filepath.Join(dir, "config.json")
-	}
+	path = dockerConfigPath(path)
 	return func(host string) (string, string) {
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -140,6 +133,20 @@ func DockerConfigCredentials(path string) func(host string) (string, string) {
 		}
 		return "", ""
 	}
+}
+
+// dockerConfigPath is path, or Docker's config.json: $DOCKER_CONFIG's, else
+// ~/.docker's.
+func dockerConfigPath(path string) string {
+	if path != "" {
+		return path
+	}
+	dir := os.Getenv("DOCKER_CONFIG")
+	if dir == "" {
+		home, _ := os.UserHomeDir()
+		dir = filepath.Join(home, ".docker")
+	}
+	return filepath.Join(dir, "config.json")
 }
 
 // endpoints are where a registry's API is, mirrors first: hosts as
@@ -238,7 +245,10 @@ func (r *Repo) doAt(ctx context.Context, ep, method, path string, hdr http.Heade
 	}
 	var lastErr error
 	for _, s := range schemes {
-		u := s + "://" + host + "/v2/" + r.path + "/" + path
+		u := s + "://" + host + "/v2/"
+		if r.path != "" {
+			u += r.path + "/" + path
+		}
 		resp, err := r.send(ctx, host, method, u, hdr, body, insecure, -1)
 		if err != nil {
 			lastErr = err

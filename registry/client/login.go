@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -15,43 +14,19 @@ import (
 
 // Login checks user and password against a registry (a /v2/ request that
 // must authenticate, as docker login makes) and returns nil if they work.
+// The client keeps them as its credentials.
 func (c *Client) Login(ctx context.Context, registry, user, pass string) error {
 	c.Credentials = func(string) (string, string) { return user, pass }
-	r := &Repo{c: c, registry: registry, path: "", pull: false}
-	for _, ep := range c.endpoints(registry, false) {
-		resp, err := r.doAtRoot(ctx, ep)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
-			return nil
-		}
+	r := &Repo{c: c, registry: registry}
+	resp, err := r.do(ctx, http.MethodGet, "", nil, nil)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("login to %s: %s", registry, resp.Status)
 	}
-	return fmt.Errorf("login to %s: no endpoint", registry)
-}
-
-// doAtRoot is GET /v2/ at an endpoint, authenticating as challenged.
-func (r *Repo) doAtRoot(ctx context.Context, ep string) (*http.Response, error) {
-	insecure := r.c.insecure(r.registry)
-	schemes := []string{"https"}
-	if insecure {
-		schemes = append(schemes, "http")
-	}
-	var last error
-	for _, s := range schemes {
-		resp, err := r.send(ctx, ep, http.MethodGet, s+"://"+ep+"/v2/", nil, nil, insecure, -1)
-		if err == nil {
-			return resp, nil
-		}
-		last = err
-		var he *httpError
-		if errors.As(err, &he) {
-			break // answered: no plain-HTTP retry with the password
-		}
-	}
-	return nil, last
+	return nil
 }
 
 // RegistryOf is the registry a login is for: "docker.io" for Docker Hub
@@ -70,14 +45,7 @@ func RegistryOf(s string) string {
 // credentials in a Docker config.json, as docker login does, keeping
 // everything else in the file. The file is private (0600).
 func SaveDockerConfigAuth(path, registry, user, pass string) error {
-	if path == "" {
-		dir := os.Getenv("DOCKER_CONFIG")
-		if dir == "" {
-			home, _ := os.UserHomeDir()
-			dir = filepath.Join(home, ".docker")
-		}
-		path = filepath.Join(dir, "config.json")
-	}
+	path = dockerConfigPath(path)
 	cfg := map[string]any{}
 	if b, err := os.ReadFile(path); err == nil {
 		if err := json.Unmarshal(b, &cfg); err != nil {

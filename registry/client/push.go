@@ -111,7 +111,7 @@ func (c *Client) Push(ctx context.Context, s *image.Store, name, dst string, o P
 	}
 	tag := ref.Tag
 	top := img.Target
-	if image.IsIndex(top.MediaType) && !complete(s, top, 0) {
+	if _, err := s.Reachable(top); err != nil && image.IsIndex(top.MediaType) {
 		// The store has only some platforms of the index (pulled for
 		// one); a registry may refuse an index whose manifests are
 		// missing, so the tag names this host's manifest, as docker
@@ -127,30 +127,6 @@ func (c *Client) Push(ctx context.Context, s *image.Store, name, dst string, o P
 		return res, fmt.Errorf("push %s: %w", ref.Familiar(), err)
 	}
 	return res, nil
-}
-
-// complete reports whether the store has every manifest an index names.
-func complete(s *image.Store, d ocispec.Descriptor, depth int) bool {
-	if depth > 4 || !s.Content.Has(d.Digest) {
-		return false
-	}
-	if !image.IsIndex(d.MediaType) {
-		return true
-	}
-	b, err := s.Content.ReadBlob(d.Digest, maxManifest)
-	if err != nil {
-		return false
-	}
-	idx, err := image.ParseIndex(b, d.MediaType)
-	if err != nil {
-		return false
-	}
-	for _, m := range idx.Manifests {
-		if !complete(s, m, depth+1) {
-			return false
-		}
-	}
-	return true
 }
 
 // pushBlob uploads one blob unless the repository has it.

@@ -245,17 +245,19 @@ func lsCmd(g *Globals) *cobra.Command {
 		Short:   "List images",
 		Args:    cobra.NoArgs,
 		RunE: g.withStore(func(cmd *cobra.Command, _ []string, s *image.Store) error {
-			all, err := s.List()
+			// Records, then one Describe each: the manifest and config
+			// are read once per image (Describe finds the ID too).
+			all, err := s.Records()
 			if err != nil {
 				return err
 			}
 			rows := make([]listed, 0, len(all))
-			for _, i := range all {
-				d, err := s.Describe(i)
+			for _, rec := range all {
+				d, err := s.Describe(image.Image{Image: rec, ID: rec.Target.Digest})
 				if err != nil {
-					g.Log.Warn("describe image", "name", i.Name, "err", err)
+					g.Log.Warn("describe image", "name", rec.Name, "err", err)
 				}
-				rows = append(rows, listed{Name: i.Name, ID: i.ID.String(), Digest: i.Target.Digest.String(), Created: d.Created, Size: d.Size})
+				rows = append(rows, listed{Name: rec.Name, ID: d.ID.String(), Digest: rec.Target.Digest.String(), Created: d.Created, Size: d.Size})
 			}
 			w := cmd.OutOrStdout()
 			if quiet {

@@ -39,17 +39,9 @@ Mirrors and per-registry settings come from --registries (YAML):
     insecure: true`,
 		Args: cobra.ExactArgs(1),
 		RunE: g.withStore(func(cmd *cobra.Command, args []string, s *image.Store) error {
-			c := client.New()
-			c.Insecure = insecure
-			c.Credentials = client.DockerConfigCredentials("")
-			if registries != "" {
-				b, err := os.ReadFile(registries)
-				if err != nil {
-					return fmt.Errorf("--registries: %w", err)
-				}
-				if err := yaml.UnmarshalStrict(b, &c.Hosts); err != nil {
-					return fmt.Errorf("--registries %s: %w", registries, err)
-				}
+			c, err := newClient(insecure, registries)
+			if err != nil {
+				return err
 			}
 			out := cmd.OutOrStdout()
 			var p *progress
@@ -83,13 +75,34 @@ Mirrors and per-registry settings come from --registries (YAML):
 	f := cmd.Flags()
 	f.StringVar(&platform, "platform", "", "platform to pull from a multi-platform image (os/arch[/variant])")
 	f.BoolVar(&insecure, "insecure", false, "allow plain HTTP and TLS certificates that do not verify")
-	f.StringVar(&registries, "registries", envOr("BERTH_REGISTRIES", ""), "YAML file of per-registry settings: mirrors, insecure (env BERTH_REGISTRIES)")
+	f.StringVar(&registries, "registries", EnvOr("BERTH_REGISTRIES", ""), "YAML file of per-registry settings: mirrors, insecure (env BERTH_REGISTRIES)")
 	f.BoolVarP(&quiet, "quiet", "q", false, "print only the image's name")
 	f.BoolVar(&noUnpack, "no-unpack", false, "store the layers without unpacking them")
 	return cmd
 }
 
-func envOr(k, def string) string {
+// newClient is a registry client with Docker's credentials, the
+// --insecure flag and the per-registry settings of a --registries file.
+func newClient(insecure bool, registries string) (*client.Client, error) {
+	c := client.New()
+	c.Insecure = insecure
+	c.Credentials = client.DockerConfigCredentials("")
+	if registries == "" {
+		return c, nil
+	}
+	b, err := os.ReadFile(registries)
+	if err != nil {
+		return nil, fmt.Errorf("--registries: %w", err)
+	}
+	if err := yaml.UnmarshalStrict(b, &c.Hosts); err != nil {
+		return nil, fmt.Errorf("--registries %s: %w", registries, err)
+	}
+	return c, nil
+}
+
+// EnvOr is the environment variable k, or def if it is unset or empty:
+// the default of a flag that an environment variable can set.
+func EnvOr(k, def string) string {
 	if v := os.Getenv(k); v != "" {
 		return v
 	}
@@ -224,17 +237,9 @@ uploaded in one request or, when large, in chunks), then its manifests.
   berth push busybox 127.0.0.1:5000/lib/busybox:1`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: g.withStore(func(cmd *cobra.Command, args []string, s *image.Store) error {
-			c := client.New()
-			c.Insecure = insecure
-			c.Credentials = client.DockerConfigCredentials("")
-			if registries != "" {
-				b, err := os.ReadFile(registries)
-				if err != nil {
-					return fmt.Errorf("--registries: %w", err)
-				}
-				if err := yaml.UnmarshalStrict(b, &c.Hosts); err != nil {
-					return fmt.Errorf("--registries %s: %w", registries, err)
-				}
+			c, err := newClient(insecure, registries)
+			if err != nil {
+				return err
 			}
 			dst := ""
 			if len(args) == 2 {
@@ -263,7 +268,7 @@ uploaded in one request or, when large, in chunks), then its manifests.
 	}
 	f := cmd.Flags()
 	f.BoolVar(&insecure, "insecure", false, "allow plain HTTP and TLS certificates that do not verify")
-	f.StringVar(&registries, "registries", envOr("BERTH_REGISTRIES", ""), "YAML file of per-registry settings (env BERTH_REGISTRIES)")
+	f.StringVar(&registries, "registries", EnvOr("BERTH_REGISTRIES", ""), "YAML file of per-registry settings (env BERTH_REGISTRIES)")
 	f.BoolVarP(&quiet, "quiet", "q", false, "print nothing")
 	return cmd
 }

@@ -19,7 +19,7 @@ layers=16
 
 source hack/lib.sh
 source bench/lib.sh
-need_packages busybox-static skopeo containerd docker-registry
+need_packages busybox-static skopeo containerd docker-registry curl bc python3
 make -s build
 go build -o _output/testimage ./internal/testimage/cmd/testimage
 berth=$top/bin/berth

@@ -20,7 +20,7 @@ shared=${SHARED_SIZE:-256M}
 
 source hack/lib.sh
 source bench/lib.sh
-need_packages busybox-static umoci containerd
+need_packages busybox-static umoci containerd bc
 make -s build
 go build -o _output/testimage ./internal/testimage/cmd/testimage
 berth=$top/bin/berth

@@ -26,6 +26,7 @@ import (
 
 	"github.com/berth-dev/berth/image"
 	"github.com/berth-dev/berth/image/content"
+	"github.com/berth-dev/berth/image/metadata"
 	"github.com/berth-dev/berth/image/snapshot"
 	"github.com/berth-dev/berth/internal/testimage"
 	"github.com/berth-dev/berth/registry/client"
@@ -56,11 +57,17 @@ func registry(t *testing.T, wrap func(http.Handler) http.Handler, repo, tag stri
 // push writes img's layout into a registry with monolithic uploads.
 func push(t *testing.T, srv *httptest.Server, repo, tag string, img testimage.Image) {
 	t.Helper()
-	defer srv.Close()
 	dir := t.TempDir()
 	if _, err := img.WriteOCILayout(dir); err != nil {
 		t.Fatal(err)
 	}
+	pushDir(t, srv, repo, tag, dir)
+}
+
+// pushDir pushes the image of an OCI layout.
+func pushDir(t *testing.T, srv *httptest.Server, repo, tag, dir string) {
+	t.Helper()
+	defer srv.Close()
 	var idx ocispec.Index
 	b, _ := os.ReadFile(filepath.Join(dir, "index.json"))
 	json.Unmarshal(b, &idx)
@@ -235,6 +242,72 @@ func TestBrokenConnectionsResumeAndWrongContentFails(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A layer whose content is not what the config's diff_ids say fails the
+// pull, which names nothing and leaves no snapshot but committed ones.
+func TestPullOfALayerThatIsNotItsDiffIDFails(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("unpacking needs root")
+	}
+	dir := t.TempDir()
+	if _, err := smallImage().WriteOCILayout(dir); err != nil {
+		t.Fatal(err)
+	}
+	blob := func(d digest.Digest) string { return filepath.Join(dir, "blobs", d.Algorithm().String(), d.Encoded()) }
+	var idx ocispec.Index
+	var m ocispec.Manifest
+	var cfg ocispec.Image
+	readJSON := func(path string, v any) {
+		b, err := os.ReadFile(path)
+		if err == nil {
+			err = json.Unmarshal(b, v)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeBlob := func(v any) ocispec.Descriptor {
+		b, _ := json.Marshal(v)
+		d := digest.FromBytes(b)
+		if err := os.WriteFile(blob(d), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return ocispec.Descriptor{Digest: d, Size: int64(len(b))}
+	}
+	readJSON(filepath.Join(dir, "index.json"), &idx)
+	readJSON(blob(idx.Manifests[0].Digest), &m)
+	readJSON(blob(m.Config.Digest), &cfg)
+	cfg.RootFS.DiffIDs[1] = digest.FromString("something else")
+	nd := writeBlob(cfg)
+	m.Config.Digest, m.Config.Size = nd.Digest, nd.Size
+	nd = writeBlob(m)
+	idx.Manifests[0].Digest, idx.Manifests[0].Size = nd.Digest, nd.Size
+	b, _ := json.Marshal(idx)
+	os.WriteFile(filepath.Join(dir, "index.json"), b, 0o644)
+
+	reg, err := server.New(t.TempDir(), server.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(reg)
+	t.Cleanup(func() { srv.Close(); reg.Close() })
+	pushDir(t, httptest.NewServer(reg), "bad", "v1", dir)
+	s := store(t)
+	name := strings.TrimPrefix(srv.URL, "http://") + "/bad:v1"
+	_, err = pull(t, client.New(), s, name)
+	if err == nil || !strings.Contains(err.Error(), "rootfs.diff_ids") || !strings.Contains(err.Error(), "layer 1") {
+		t.Fatalf("pull of a layer that is not its diff ID: %v", err)
+	}
+	if all, _ := s.List(); len(all) != 0 {
+		t.Fatalf("named after a failed pull: %v", all)
+	}
+	sn, _ := s.Snapshots.List()
+	for _, in := range sn {
+		if in.Kind != metadata.Committed {
+			t.Errorf("left behind: %+v", in)
+		}
+	}
 }
 
 func TestHostileRegistriesFailClearlyInBoundedTime(t *testing.T) {

@@ -91,35 +91,64 @@ func (c *Client) Pull(ctx context.Context, s *image.Store, name string, o PullOp
 		if err != nil {
 			return fmt.Errorf("manifest %s: %w", desc.Digest, err)
 		}
-		blobs := append([]ocispec.Descriptor{m.Config}, m.Layers...)
-		ds := make([]digest.Digest, len(blobs))
-		for i, b := range blobs {
-			ds[i] = b.Digest
+		ds := []digest.Digest{m.Config.Digest}
+		for _, l := range m.Layers {
+			ds = append(ds, l.Digest)
 		}
 		if err := s.LeaseContent(lease, ds...); err != nil {
 			return err
 		}
-		n, err := fetchAll(ctx, repo, s, blobs, o)
-		res.Fetched = n
+		// The config first: its diff IDs let each layer be unpacked
+		// as soon as it is there, while the others download.
+		n, err := fetchAll(ctx, repo, s, []ocispec.Descriptor{m.Config}, o, nil)
+		res.Fetched += n
 		if err != nil {
 			return err
 		}
-		if _, err := s.Config(m); err != nil {
+		c, err := s.Config(m)
+		if err != nil {
 			return err
 		}
-		if err := s.Put(res.Name, res.Target, nil); err != nil {
+		var u *image.Unpacker
+		if !o.NoUnpack {
+			if u, err = s.NewUnpacker(lease, m, c); err != nil {
+				return err
+			}
+			if up, ok := o.Progress.(UnpackProgress); ok {
+				u.Progress = up.Unpacking
+			}
+		}
+		arrived := func(d digest.Digest) {
+			if u != nil {
+				u.Arrived(d)
+			}
+		}
+		n, err = fetchAll(ctx, repo, s, m.Layers, o, arrived)
+		res.Fetched += n
+		if err != nil {
+			if u != nil {
+				u.Abort()
+			}
 			return err
 		}
-		if o.NoUnpack {
-			return nil
+		if u != nil {
+			if _, err := u.Wait(); err != nil {
+				return err
+			}
 		}
-		_, err = s.Unpack(res.Target, o.Platform)
-		return err
+		// Named only once everything it needs is there and verified.
+		return s.Put(res.Name, res.Target, nil)
 	})
 	if err != nil {
 		return res, fmt.Errorf("pull %s: %w", ref.Familiar(), err)
 	}
 	return res, nil
+}
+
+// UnpackProgress is a Progress that also hears of layers being unpacked.
+type UnpackProgress interface {
+	Progress
+	Unpacking(d ocispec.Descriptor, done bool, err error)
 }
 
 func storeDoc(s *image.Store, lease string, b []byte, desc ocispec.Descriptor) error {
@@ -129,9 +158,13 @@ func storeDoc(s *image.Store, lease string, b []byte, desc ocispec.Descriptor) e
 	return s.Content.WriteBlob("pull-"+desc.Digest.String(), bytes.NewReader(b), desc)
 }
 
-// fetchAll downloads the blobs the store lacks, o.Parallel at a time,
-// returning how many it fetched.
-func fetchAll(ctx context.Context, repo *Repo, s *image.Store, blobs []ocispec.Descriptor, o PullOptions) (int, error) {
+// fetchAll downloads the blobs the store lacks, o.Parallel at a time, in
+// order, telling arrived (if set) of each blob in the store, and returns
+// how many it fetched.
+func fetchAll(ctx context.Context, repo *Repo, s *image.Store, blobs []ocispec.Descriptor, o PullOptions, arrived func(digest.Digest)) (int, error) {
+	if arrived == nil {
+		arrived = func(digest.Digest) {}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sem := make(chan struct{}, o.Parallel)
@@ -141,17 +174,32 @@ func fetchAll(ctx context.Context, repo *Repo, s *image.Store, blobs []ocispec.D
 	fetched := 0
 	seen := map[digest.Digest]bool{}
 	for _, b := range blobs {
-		if seen[b.Digest] || s.Content.Has(b.Digest) {
-			seen[b.Digest] = true
+		if seen[b.Digest] {
 			continue
 		}
 		seen[b.Digest] = true
+		if s.Content.Has(b.Digest) {
+			arrived(b.Digest)
+			continue
+		}
+		// Taken here, not in the goroutine, so that downloads start in
+		// the manifest's order: the lowest layers, unpacked first by the
+		// copy driver, come first.
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sem <- struct{}{}
 			defer func() { <-sem }()
 			err := repo.FetchBlob(ctx, s.Content, "pull-"+b.Digest.String(), b, o.Progress)
+			if err == nil {
+				arrived(b.Digest)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -163,6 +211,9 @@ func fetchAll(ctx context.Context, repo *Repo, s *image.Store, blobs []ocispec.D
 		}()
 	}
 	wg.Wait()
+	if len(errs) == 0 && ctx.Err() != nil {
+		errs = append(errs, ctx.Err())
+	}
 	return fetched, errors.Join(errs...)
 }
 

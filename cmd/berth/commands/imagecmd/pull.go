@@ -177,12 +177,37 @@ func (p *progress) Done(d ocispec.Descriptor, err error) {
 	if b == nil {
 		return
 	}
-	b.status = "Pull complete"
+	b.status = "Download complete"
 	if err != nil {
 		b.status = "Failed: " + err.Error()
 	}
 	if !p.tty {
 		fmt.Fprintf(p.w, "%s: %s\n", short(d), b.status)
+	}
+}
+
+// Unpacking hears of a layer being extracted, as docker's "Extracting"
+// and "Pull complete".
+func (p *progress) Unpacking(d ocispec.Descriptor, done bool, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	id := short(d)
+	b := p.blobs[id]
+	if b == nil {
+		p.order = append(p.order, id)
+		b = &blobState{size: d.Size, have: d.Size}
+		p.blobs[id] = b
+	}
+	switch {
+	case err != nil:
+		b.status = "Failed: " + err.Error()
+	case done:
+		b.status = "Pull complete"
+	default:
+		b.status = "Extracting"
+	}
+	if !p.tty {
+		fmt.Fprintf(p.w, "%s: %s\n", id, b.status)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -410,4 +411,55 @@ func (s *Store) leaseContent(id string, ds ...digest.Digest) error {
 
 func (s *Store) leaseSnapshot(id string, names ...string) error {
 	return s.DB.Update(func(tx *bolt.Tx) error { return metadata.LeaseSnapshot(tx, id, names...) })
+}
+
+// sourcePrefix starts the content labels that record where a blob was
+// pulled from: sourcePrefix+registry = repositories, comma-separated. A
+// push to that registry mounts the blob from there, as containerd's
+// distribution.source labels let it.
+const sourcePrefix = "berth.io/distribution.source."
+
+// AddSource records that the blobs ds came from repository repo of
+// registry.
+func (s *Store) AddSource(registry, repo string, ds ...digest.Digest) error {
+	key := sourcePrefix + registry
+	return s.DB.Update(func(tx *bolt.Tx) error {
+		for _, d := range ds {
+			l := metadata.ContentLabels(tx, d)
+			repos := strings.Split(l[key], ",")
+			if l[key] == "" {
+				repos = nil
+			}
+			if slices.Contains(repos, repo) {
+				continue
+			}
+			// The most recent first, and only a few: a mount needs one.
+			repos = append([]string{repo}, repos...)
+			if len(repos) > 5 {
+				repos = repos[:5]
+			}
+			if l == nil {
+				l = map[string]string{}
+			}
+			l[key] = strings.Join(repos, ",")
+			if err := metadata.SetContentLabels(tx, d, l); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Sources lists the repositories of registry that blob d was pulled
+// from, the most recent first.
+func (s *Store) Sources(registry string, d digest.Digest) []string {
+	var v string
+	_ = s.DB.View(func(tx *bolt.Tx) error {
+		v = metadata.ContentLabels(tx, d)[sourcePrefix+registry]
+		return nil
+	})
+	if v == "" {
+		return nil
+	}
+	return strings.Split(v, ",")
 }

@@ -136,6 +136,11 @@ func (c *Client) Pull(ctx context.Context, s *image.Store, name string, o PullOp
 				return err
 			}
 		}
+		// A push of these blobs to another repository of the registry
+		// mounts them from this one.
+		if err := s.AddSource(ref.Domain, ref.Path, ds...); err != nil {
+			return err
+		}
 		// Named only once everything it needs is there and verified.
 		return s.Put(res.Name, res.Target, nil)
 	})

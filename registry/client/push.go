@@ -12,6 +12,7 @@ import (
 
 	"github.com/berth-dev/berth/image"
 	"github.com/berth-dev/berth/image/reference"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -56,6 +57,7 @@ func (c *Client) Push(ctx context.Context, s *image.Store, name, dst string, o P
 	}
 	repo := c.Repository(ref, false)
 	res.Target = img.Target
+	var pushed []digest.Digest // manifests, with their blobs
 	var push func(d ocispec.Descriptor, tag string, depth int) error
 	push = func(d ocispec.Descriptor, tag string, depth int) error {
 		if depth > 4 {
@@ -89,7 +91,8 @@ func (c *Client) Push(ctx context.Context, s *image.Store, name, dst string, o P
 				return err
 			}
 			for _, blob := range append([]ocispec.Descriptor{m.Config}, m.Layers...) {
-				how, err := repo.pushBlob(ctx, s, blob, o.Progress)
+				pushed = append(pushed, blob.Digest)
+				how, err := repo.pushBlob(ctx, s, blob, s.Sources(ref.Domain, blob.Digest), o.Progress)
 				if err != nil {
 					return fmt.Errorf("blob %s: %w", blob.Digest, err)
 				}
@@ -107,7 +110,11 @@ func (c *Client) Push(ctx context.Context, s *image.Store, name, dst string, o P
 		if tag != "" {
 			where = tag
 		}
-		return repo.putManifest(ctx, where, mt, b)
+		if err := repo.putManifest(ctx, where, mt, b); err != nil {
+			return err
+		}
+		pushed = append(pushed, d.Digest)
+		return nil
 	}
 	tag := ref.Tag
 	top := img.Target
@@ -126,11 +133,14 @@ func (c *Client) Push(ctx context.Context, s *image.Store, name, dst string, o P
 	if err := push(top, tag, 0); err != nil {
 		return res, fmt.Errorf("push %s: %w", ref.Familiar(), err)
 	}
-	return res, nil
+	// The next push of these blobs to another repository of this
+	// registry mounts them from here.
+	return res, s.AddSource(ref.Domain, ref.Path, pushed...)
 }
 
-// pushBlob uploads one blob unless the repository has it.
-func (r *Repo) pushBlob(ctx context.Context, s *image.Store, d ocispec.Descriptor, p Progress) (string, error) {
+// pushBlob uploads one blob unless the repository has it or can mount it
+// from one of the repositories in from (of the same registry).
+func (r *Repo) pushBlob(ctx context.Context, s *image.Store, d ocispec.Descriptor, from []string, p Progress) (string, error) {
 	resp, err := r.do(ctx, http.MethodHead, "blobs/"+d.Digest.String(), nil, nil)
 	if err != nil {
 		return "", err
@@ -139,10 +149,18 @@ func (r *Repo) pushBlob(ctx context.Context, s *image.Store, d ocispec.Descripto
 	if resp.StatusCode == http.StatusOK {
 		return "skipped", nil
 	}
-	// Start an upload, asking for an anonymous mount first: a registry
-	// that has the blob in another repository links it without a byte
-	// sent (and one that does not answers with an upload session).
-	resp, err = r.do(ctx, http.MethodPost, "blobs/uploads/?mount="+url.QueryEscape(d.Digest.String()), nil, nil)
+	// Start an upload, asking for a mount first: from the repository
+	// the blob was pulled from or pushed to, else anonymous (a registry
+	// may look for it in any repository the client can read). One that
+	// cannot mount answers with an upload session.
+	q := url.Values{"mount": {d.Digest.String()}}
+	for _, repo := range from {
+		if repo != r.path {
+			q.Set("from", repo)
+			break
+		}
+	}
+	resp, err = r.do(ctx, http.MethodPost, "blobs/uploads/?"+q.Encode(), nil, nil)
 	if err != nil {
 		return "", err
 	}
@@ -194,7 +212,7 @@ func (r *Repo) pushBlob(ctx context.Context, s *image.Store, d ocispec.Descripto
 		p.Add(d, n)
 	}
 	rest := io.NewSectionReader(f, offset, d.Size-offset)
-	q := loc.Query()
+	q = loc.Query()
 	q.Set("digest", d.Digest.String())
 	loc.RawQuery = q.Encode()
 	hdr := http.Header{}

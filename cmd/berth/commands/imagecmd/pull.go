@@ -286,7 +286,7 @@ uploaded in one request or, when large, in chunks), then its manifests.
 				return err
 			}
 			if !quiet {
-				fmt.Fprintf(out, "Pushed %d blobs (%d mounted, %d already there); digest: %s\n", res.Pushed, res.Mounted, res.Skipped, res.Target.Digest)
+				fmt.Fprintf(out, "Pushed: %d uploaded, %d mounted, %d already there; digest: %s\n", res.Pushed, res.Mounted, res.Skipped, res.Target.Digest)
 			}
 			return nil
 		}),

@@ -23,16 +23,8 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/image/reference"
+	credhelper "github.com/docker/docker-credential-helpers/client"
 )
-
-// Host is how to reach one registry.
-type Host struct {
-	// Mirrors are tried first, in order (e.g. "http://127.0.0.1:5000"),
-	// for pulls; pushes go to the registry itself.
-	Mirrors []string `json:"mirrors,omitempty" yaml:"mirrors,omitempty"`
-	// Insecure allows plain HTTP and certificates that do not verify.
-	Insecure bool `json:"insecure,omitempty" yaml:"insecure,omitempty"`
-}
 
 // Client is a registry client.
 type Client struct {
@@ -54,6 +46,7 @@ type Client struct {
 
 	httpc   *http.Client
 	insecc  *http.Client
+	hostc   map[string]*http.Client // per host with its own TLS settings
 	mu      sync.Mutex
 	tokens  map[string]string // host + scope -> Authorization value
 	schemes map[string]string // endpoint host -> scheme that answered
@@ -90,29 +83,28 @@ func New() *Client {
 	}
 }
 
-// DockerConfigCredentials reads credentials from a Docker config.json
-// ($DOCKER_CONFIG/config.json, else ~/.docker/config.json): the "auth"
-// entries docker login writes.
+// DockerConfigCredentials reads credentials as docker does from its
+// config.json ($DOCKER_CONFIG/config.json, else ~/.docker/config.json):
+// from the credential helper named for the host (credHelpers) or for all
+// (credsStore), else from the "auth" entries docker login writes.
 func DockerConfigCredentials(path string) func(host string) (string, string) {
 	path = dockerConfigPath(path)
 	return func(host string) (string, string) {
-		b, err := os.ReadFile(path)
+		cfg, err := readDockerConfig(path)
 		if err != nil {
-			return "", ""
-		}
-		var cfg struct {
-			Auths map[string]struct {
-				Auth     string `json:"auth"`
-				Username string `json:"username"`
-				Password string `json:"password"`
-			} `json:"auths"`
-		}
-		if json.Unmarshal(b, &cfg) != nil {
 			return "", ""
 		}
 		keys := []string{host, "https://" + host, "http://" + host}
 		if host == reference.DefaultDomain || host == "registry-1.docker.io" {
-			keys = append(keys, "https://index.docker.io/v1/", "index.docker.io")
+			keys = []string{dockerHubKey, "index.docker.io", reference.DefaultDomain}
+		}
+		if helper := cfg.helper(host); helper != "" {
+			c, err := credhelper.Get(credhelper.NewShellProgramFunc("docker-credential-"+helper), keys[0])
+			// "<token>" marks an identity token, for an OAuth flow
+			// Berth does not speak: as good as none.
+			if err == nil && c.Username != "" && c.Username != "<token>" {
+				return c.Username, c.Secret
+			}
 		}
 		for _, k := range keys {
 			a, ok := cfg.Auths[k]
@@ -133,6 +125,50 @@ func DockerConfigCredentials(path string) func(host string) (string, string) {
 		}
 		return "", ""
 	}
+}
+
+// dockerHubKey is the name docker keeps Docker Hub's credentials under.
+const dockerHubKey = "https://index.docker.io/v1/"
+
+// dockerConfig is what Berth reads of Docker's config.json.
+type dockerConfig struct {
+	Auths map[string]struct {
+		Auth     string `json:"auth"`
+		Username string `json:"username"`
+		Password string `json:"password"`
+	} `json:"auths"`
+	CredsStore  string            `json:"credsStore"`
+	CredHelpers map[string]string `json:"credHelpers"`
+}
+
+func readDockerConfig(path string) (dockerConfig, error) {
+	var cfg dockerConfig
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, err
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return cfg, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// helper is the credential helper that keeps registry's credentials
+// ("" if the file's auths do).
+func (c dockerConfig) helper(registry string) string {
+	if registry == "registry-1.docker.io" {
+		registry = reference.DefaultDomain
+	}
+	keys := []string{registry}
+	if registry == reference.DefaultDomain {
+		keys = []string{dockerHubKey, "index.docker.io", reference.DefaultDomain}
+	}
+	for _, k := range keys {
+		if h := c.CredHelpers[k]; h != "" {
+			return h
+		}
+	}
+	return c.CredsStore
 }
 
 // dockerConfigPath is path, or Docker's config.json: $DOCKER_CONFIG's, else
@@ -253,9 +289,10 @@ func (r *Repo) doAt(ctx context.Context, ep, method, path string, hdr http.Heade
 		if err != nil {
 			lastErr = err
 			var he *httpError
-			if errors.As(err, &he) {
-				// The server answered: no plain-HTTP retry, which
-				// would resend credentials in clear text.
+			if errors.As(err, &he) || tlsRefused(err) {
+				// The server answered, or speaks TLS: no plain-HTTP
+				// retry, which would resend credentials in clear text
+				// (and hide why TLS failed).
 				break
 			}
 			continue
@@ -270,9 +307,9 @@ func (r *Repo) doAt(ctx context.Context, ep, method, path string, hdr http.Heade
 
 // send sends one request, answering one authentication challenge.
 func (r *Repo) send(ctx context.Context, host, method, u string, hdr http.Header, body func() io.Reader, insecure bool, size int64) (*http.Response, error) {
-	httpc := r.c.httpc
-	if insecure {
-		httpc = r.c.insecc
+	httpc, err := r.c.httpClient(host, insecure)
+	if err != nil {
+		return nil, err
 	}
 	scope := "repository:" + r.path + ":pull"
 	if method != http.MethodGet && method != http.MethodHead {

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 
 	"github.com/berth-dev/berth/image/reference"
+	credhelper "github.com/docker/docker-credential-helpers/client"
+	"github.com/docker/docker-credential-helpers/credentials"
 )
 
 // Login checks user and password against a registry (a /v2/ request that
@@ -42,7 +44,8 @@ func RegistryOf(s string) string {
 }
 
 // SaveDockerConfigAuth records (or with user "", removes) a registry's
-// credentials in a Docker config.json, as docker login does, keeping
+// credentials as docker login does: in the credential helper the
+// config.json names for the registry, if any, else in its auths, keeping
 // everything else in the file. The file is private (0600).
 func SaveDockerConfigAuth(path, registry, user, pass string) error {
 	path = dockerConfigPath(path)
@@ -58,9 +61,30 @@ func SaveDockerConfigAuth(path, registry, user, pass string) error {
 	}
 	key := registry
 	if registry == reference.DefaultDomain {
-		key = "https://index.docker.io/v1/"
+		key = dockerHubKey
 	}
-	if user == "" {
+	known, _ := readDockerConfig(path)
+	if helper := known.helper(registry); helper != "" {
+		prog := credhelper.NewShellProgramFunc("docker-credential-" + helper)
+		var err error
+		if user == "" {
+			if err = credhelper.Erase(prog, key); credentials.IsErrCredentialsNotFound(err) {
+				err = nil
+			}
+		} else {
+			err = credhelper.Store(prog, &credentials.Credentials{ServerURL: key, Username: user, Secret: pass})
+		}
+		if err != nil {
+			return fmt.Errorf("credential helper docker-credential-%s: %w", helper, err)
+		}
+		// The file keeps an empty entry, as docker's does: the
+		// registry is logged in to, its secret is elsewhere.
+		if user == "" {
+			delete(auths, key)
+		} else {
+			auths[key] = map[string]string{}
+		}
+	} else if user == "" {
 		delete(auths, key)
 	} else {
 		auths[key] = map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))}

@@ -18,6 +18,7 @@ import (
 func LoginCmd() *cobra.Command {
 	var user, pass string
 	var passStdin, insecure bool
+	var registries string
 	cmd := &cobra.Command{
 		Use:   "login [REGISTRY]",
 		Short: "Log in to a registry (Docker Hub if none is given)",
@@ -52,8 +53,10 @@ the terminal.`,
 				}
 				pass = string(b)
 			}
-			c := client.New()
-			c.Insecure = insecure
+			c, err := newClient(insecure, registries)
+			if err != nil {
+				return err
+			}
 			if err := c.Login(cmd.Context(), registry, user, pass); err != nil {
 				return err
 			}
@@ -68,6 +71,7 @@ the terminal.`,
 	cmd.Flags().StringVarP(&pass, "password", "p", "", "password (prefer --password-stdin)")
 	cmd.Flags().BoolVar(&passStdin, "password-stdin", false, "read the password from standard input")
 	cmd.Flags().BoolVar(&insecure, "insecure", false, "allow plain HTTP and TLS certificates that do not verify")
+	cmd.Flags().StringVar(&registries, "registries", EnvOr("BERTH_REGISTRIES", ""), "YAML file of per-registry settings (env BERTH_REGISTRIES; default "+client.DefaultHostsFile+")")
 	return cmd
 }
 

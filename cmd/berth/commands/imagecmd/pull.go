@@ -14,7 +14,6 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
-	"sigs.k8s.io/yaml"
 )
 
 // PullCmd is `berth pull` (also `berth image pull`).
@@ -31,12 +30,19 @@ store has already is not fetched again.
 
 Credentials come from Docker's config.json (docker login, or berth login).
 Registries on loopback may use plain HTTP; others need --insecure for that.
-Mirrors and per-registry settings come from --registries (YAML):
+Mirrors and per-registry settings come from --registries (YAML; by default
+/etc/berth/registries.yaml if it exists), as containerd's hosts.toml:
 
   docker.io:
     mirrors: ["http://127.0.0.1:5000"]
+  registry.k8s.io:
+    mirrors: ["http://127.0.0.1:5000"]
   registry.example.com:
-    insecure: true`,
+    ca: /etc/berth/certs/example-ca.pem   # a self-signed registry
+    cert: /etc/berth/certs/client.pem     # client certificate, if asked
+    key: /etc/berth/certs/client-key.pem
+  old.example.com:
+    insecure: true                        # plain HTTP or any certificate`,
 		Args: cobra.ExactArgs(1),
 		RunE: g.withStore(func(cmd *cobra.Command, args []string, s *image.Store) error {
 			c, err := newClient(insecure, registries)
@@ -75,28 +81,24 @@ Mirrors and per-registry settings come from --registries (YAML):
 	f := cmd.Flags()
 	f.StringVar(&platform, "platform", "", "platform to pull from a multi-platform image (os/arch[/variant])")
 	f.BoolVar(&insecure, "insecure", false, "allow plain HTTP and TLS certificates that do not verify")
-	f.StringVar(&registries, "registries", EnvOr("BERTH_REGISTRIES", ""), "YAML file of per-registry settings: mirrors, insecure (env BERTH_REGISTRIES)")
+	f.StringVar(&registries, "registries", EnvOr("BERTH_REGISTRIES", ""), "YAML file of per-registry settings: mirrors, ca, cert/key, insecure (env BERTH_REGISTRIES; default "+client.DefaultHostsFile+")")
 	f.BoolVarP(&quiet, "quiet", "q", false, "print only the image's name")
 	f.BoolVar(&noUnpack, "no-unpack", false, "store the layers without unpacking them")
 	return cmd
 }
 
 // newClient is a registry client with Docker's credentials, the
-// --insecure flag and the per-registry settings of a --registries file.
+// --insecure flag and the per-registry settings of a --registries file
+// (by default /etc/berth/registries.yaml, if it exists).
 func newClient(insecure bool, registries string) (*client.Client, error) {
 	c := client.New()
 	c.Insecure = insecure
 	c.Credentials = client.DockerConfigCredentials("")
-	if registries == "" {
-		return c, nil
-	}
-	b, err := os.ReadFile(registries)
+	hosts, err := client.LoadHosts(registries)
 	if err != nil {
-		return nil, fmt.Errorf("--registries: %w", err)
+		return nil, err
 	}
-	if err := yaml.UnmarshalStrict(b, &c.Hosts); err != nil {
-		return nil, fmt.Errorf("--registries %s: %w", registries, err)
-	}
+	c.Hosts = hosts
 	return c, nil
 }
 
@@ -293,7 +295,7 @@ uploaded in one request or, when large, in chunks), then its manifests.
 	}
 	f := cmd.Flags()
 	f.BoolVar(&insecure, "insecure", false, "allow plain HTTP and TLS certificates that do not verify")
-	f.StringVar(&registries, "registries", EnvOr("BERTH_REGISTRIES", ""), "YAML file of per-registry settings (env BERTH_REGISTRIES)")
+	f.StringVar(&registries, "registries", EnvOr("BERTH_REGISTRIES", ""), "YAML file of per-registry settings (env BERTH_REGISTRIES; default "+client.DefaultHostsFile+")")
 	f.BoolVarP(&quiet, "quiet", "q", false, "print nothing")
 	return cmd
 }

@@ -175,7 +175,7 @@ func TestBadSettingsFilesAreRefusedWithWhatIsWrong(t *testing.T) {
 		"r.example:\n  ca: /nonexistent/ca.pem\n":          "/nonexistent/ca.pem",
 		"r.example:\n  ca: " + notPEM + "\n":               "holds no PEM certificate",
 		"r.example:\n  cert: " + cert + "\n  key: " + cert: "client certificate",
-		"- a list\n":                                       "registry settings",
+		"- a list\n": "registry settings",
 	} {
 		if _, err := client.LoadHosts(writeHosts(t, yaml)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want an error with %q", yaml, err, want)
@@ -185,4 +185,3 @@ func TestBadSettingsFilesAreRefusedWithWhatIsWrong(t *testing.T) {
 		t.Error("a named settings file that is missing is not an error")
 	}
 }
-

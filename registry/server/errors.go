@@ -21,6 +21,7 @@ const (
 	codeUnauthorized        = "UNAUTHORIZED"
 	codeDenied              = "DENIED"
 	codeUnsupported         = "UNSUPPORTED"
+	codeTooManyRequests     = "TOOMANYREQUESTS"
 )
 
 type apiError struct {

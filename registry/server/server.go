@@ -41,6 +41,8 @@ type Registry struct {
 	auth    func(user, pass string) bool
 	token   *TokenAuth
 	maxBlob int64
+	// maxUploads bounds the open upload sessions.
+	maxUploads int
 
 	mu      sync.Mutex
 	uploads map[string]*sync.Mutex
@@ -56,7 +58,14 @@ type Options struct {
 	Token *TokenAuth
 	// MaxBlobSize bounds one blob upload (0: DefaultMaxBlobSize).
 	MaxBlobSize int64
+	// MaxUploads bounds the upload sessions open at once (0:
+	// DefaultMaxUploads): each holds a file, and clients that start
+	// sessions and never finish them must not fill the disk's inodes.
+	MaxUploads int
 }
+
+// DefaultMaxUploads is how many upload sessions may be open at once.
+const DefaultMaxUploads = 1024
 
 // DefaultMaxBlobSize is the largest blob an upload may make: far above
 // real layers, well below a disk.
@@ -84,7 +93,11 @@ func New(root string, o Options) (*Registry, error) {
 	if maxBlob <= 0 {
 		maxBlob = DefaultMaxBlobSize
 	}
-	return &Registry{root: root, content: cs, db: db, log: log, auth: o.Auth, token: o.Token, maxBlob: maxBlob, uploads: map[string]*sync.Mutex{}}, nil
+	maxUploads := o.MaxUploads
+	if maxUploads <= 0 {
+		maxUploads = DefaultMaxUploads
+	}
+	return &Registry{root: root, content: cs, db: db, log: log, auth: o.Auth, token: o.Token, maxBlob: maxBlob, maxUploads: maxUploads, uploads: map[string]*sync.Mutex{}}, nil
 }
 
 // Close releases the database.
@@ -364,11 +377,19 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, rt rout
 	rand.Read(b)
 	id := hex.EncodeToString(b)
 	p := r.uploadPath(id)
-	if err := os.WriteFile(p, nil, 0o600); err != nil {
-		writeError(w, http.StatusInternalServerError, codeBlobUploadInvalid, err.Error())
+	if !r.reserveUpload(p) {
+		w.Header().Set("Retry-After", "60")
+		writeError(w, http.StatusTooManyRequests, codeTooManyRequests,
+			fmt.Sprintf("%d upload sessions are open: finish or cancel some first", r.maxUploads))
 		return
 	}
-	if err := os.WriteFile(p+".repo", []byte(rt.repo), 0o600); err != nil {
+	err := os.WriteFile(p, nil, 0o600)
+	if err == nil {
+		err = os.WriteFile(p+".repo", []byte(rt.repo), 0o600)
+	}
+	if err != nil {
+		os.Remove(p)
+		os.Remove(p + ".repo")
 		writeError(w, http.StatusInternalServerError, codeBlobUploadInvalid, err.Error())
 		return
 	}
@@ -780,6 +801,33 @@ func (r *Registry) referrers(w http.ResponseWriter, req *http.Request, rt route)
 	idx := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Manifests: descs}
 	idx.SchemaVersion = 2
 	json.NewEncoder(w).Encode(idx)
+}
+
+// reserveUpload creates the (empty) data file of a new session at p,
+// unless maxUploads sessions are open; stale ones are purged first.
+func (r *Registry) reserveUpload(p string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	dir := filepath.Dir(p)
+	count := func() int {
+		ents, _ := os.ReadDir(dir)
+		n := 0
+		for _, e := range ents {
+			if strings.HasSuffix(e.Name(), ".repo") {
+				n++
+			}
+		}
+		return n
+	}
+	if count() >= r.maxUploads {
+		purgeUploads(dir, uploadMaxAge)
+		if count() >= r.maxUploads {
+			return false
+		}
+	}
+	// The .repo file is what counts a session: written now, under the
+	// lock, so that concurrent starts see it.
+	return os.WriteFile(p+".repo", nil, 0o600) == nil
 }
 
 // uploadMaxAge is how long an upload session may sit unfinished before

@@ -300,3 +300,37 @@ func TestUploadsStopAtTheBlobSizeLimit(t *testing.T) {
 		t.Fatalf("upload files left: %v", ents)
 	}
 }
+
+// Sessions that are started and never finished stop at MaxUploads with
+// 429 TOOMANYREQUESTS; finishing or cancelling one makes room.
+func TestOpenUploadSessionsAreBounded(t *testing.T) {
+	srv := newServer(t, Options{MaxUploads: 3})
+	var locs []string
+	for range 3 {
+		resp := do(t, "POST", srv.URL+"/v2/repo/blobs/uploads/", nil)
+		if resp.StatusCode != 202 {
+			t.Fatalf("start: %d", resp.StatusCode)
+		}
+		locs = append(locs, resp.Header.Get("Location"))
+	}
+	blob := []byte("hello")
+	d := digest.FromBytes(blob).String()
+	resp := do(t, "POST", srv.URL+"/v2/repo/blobs/uploads/?digest="+d, blob)
+	if resp.StatusCode != 429 || errorCode(t, resp) != codeTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("a session over the limit: %d", resp.StatusCode)
+	}
+	if resp := do(t, "DELETE", srv.URL+locs[0], nil); resp.StatusCode != 204 {
+		t.Fatalf("cancel: %d", resp.StatusCode)
+	}
+	if resp := do(t, "PUT", srv.URL+locs[1]+"?digest="+d, blob); resp.StatusCode != 201 {
+		t.Fatalf("finish: %d", resp.StatusCode)
+	}
+	for range 2 {
+		if resp := do(t, "POST", srv.URL+"/v2/repo/blobs/uploads/", nil); resp.StatusCode != 202 {
+			t.Fatalf("start after making room: %d", resp.StatusCode)
+		}
+	}
+	if resp := do(t, "POST", srv.URL+"/v2/repo/blobs/uploads/", nil); resp.StatusCode != 429 {
+		t.Fatalf("over the limit again: %d", resp.StatusCode)
+	}
+}

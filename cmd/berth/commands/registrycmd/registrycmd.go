@@ -26,6 +26,8 @@ func New(root *string, log func() *slog.Logger) *cobra.Command {
 		Short: "Run an OCI registry (the distribution spec's server side)",
 	}
 	var addr, dir, htpasswd, cert, key string
+	var maxUploads int
+	var maxBlob int64
 	var realm, service, issuer, bundle string
 	serve := &cobra.Command{
 		Use:   "serve",
@@ -47,8 +49,7 @@ repository. It stops cleanly on SIGINT or SIGTERM.`,
 			if dir == "" {
 				dir = filepath.Join(*root, "registry")
 			}
-			var o server.Options
-			o.Logger = log()
+			o := server.Options{Logger: log(), MaxUploads: maxUploads, MaxBlobSize: maxBlob}
 			if htpasswd != "" {
 				auth, err := server.Htpasswd(htpasswd)
 				if err != nil {
@@ -115,6 +116,8 @@ repository. It stops cleanly on SIGINT or SIGTERM.`,
 	f.StringVar(&bundle, "token-rootcertbundle", "", "token auth: PEM certificates whose keys sign the tokens")
 	f.StringVar(&cert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")
 	f.StringVar(&key, "tls-key", "", "and this private key (PEM)")
+	f.IntVar(&maxUploads, "max-uploads", server.DefaultMaxUploads, "upload sessions open at once; more get 429 TOOMANYREQUESTS")
+	f.Int64Var(&maxBlob, "max-blob-size", server.DefaultMaxBlobSize, "largest blob an upload may make, in bytes")
 	cmd.AddCommand(serve)
 	var gcRoot string
 	gc := &cobra.Command{

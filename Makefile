@@ -8,15 +8,19 @@ BIN := bin/berth
 # a millisecond off every container start.
 BUILDFLAGS := -tags netgo,osusergo -ldflags '-extldflags=-static -s -w'
 BUILDFLAGS_RUNC := -tags netgo,osusergo,berthrunc -ldflags '-extldflags=-static -s -w'
+BUILDFLAGS_SHIM := -tags netgo,osusergo,berthshim -ldflags '-extldflags=-static -s -w'
 
 # bin/berth is everything; bin/berth-runc the OCI runtime's CLI alone (the
 # same code, built with -tags berthrunc): what containerd, podman and
 # docker start for every container operation, so it carries nothing else.
 # bin/berth also acts as berth-runc through a symlink of that name.
+# bin/berth-shim is the container monitor alone (-tags berthshim): one runs
+# per container for its whole life, so it carries nothing else either.
 build:
 	$(GO) build $(BUILDFLAGS) -o $(BIN) ./cmd/berth
-	rm -f bin/berth-runc
+	rm -f bin/berth-runc bin/berth-shim
 	$(GO) build $(BUILDFLAGS_RUNC) -o bin/berth-runc ./cmd/berth
+	$(GO) build $(BUILDFLAGS_SHIM) -o bin/berth-shim ./cmd/berth
 
 # Build Berth and run a container from a busybox bundle it prepares itself.
 demo:
@@ -28,7 +32,7 @@ test:
 
 # Only the tests that need neither root nor extra packages.
 test-unit:
-	$(GO) test -race ./runtime/seccomp/ ./runtime/config/ ./runtime/cgroups/ ./image/content/ ./image/metadata/
+	$(GO) test -race ./runtime/seccomp/ ./runtime/config/ ./runtime/cgroups/ ./image/content/ ./image/metadata/ ./engine/logs/
 
 bench:
 	bench/runtime.sh

@@ -39,7 +39,7 @@ fi
 go vet ./...
 
 echo ">> unit tests (race detector)"
-go test -race -count=1 ./runtime/seccomp/ ./runtime/config/ ./runtime/cgroups/ ./image/content/ ./image/metadata/
+go test -race -count=1 ./runtime/seccomp/ ./runtime/config/ ./runtime/cgroups/ ./image/content/ ./image/metadata/ ./engine/logs/
 
 echo ">> integration tests (root)"
 go test -count=1 -timeout 20m ./...

@@ -1,8 +1,11 @@
 // Command berth is the whole container stack in one binary. Invoked as
 // berth-runc it is a drop-in runc; as berth it offers that CLI under
-// `berth runtime` beside the rest. Built with -tags berthrunc it is that
-// runtime CLI alone (see root_runc.go), which make installs as
-// bin/berth-runc.
+// `berth runtime` beside the rest; as berth-shim (or `berth shim`) it is a
+// container's monitor. Built with -tags berthrunc it is that runtime CLI
+// alone (see root_runc.go), which make installs as bin/berth-runc; with
+// -tags berthshim the monitor alone (main_shim.go), bin/berth-shim.
+
+//go:build !berthshim
 
 // Berth sets GOMAXPROCS itself (see main); the default derived from the
 // cgroup's CPU limit costs every start a walk of /proc/self/mountinfo.
@@ -32,6 +35,9 @@ func init() {
 }
 
 func main() {
+	if shimMain != nil && (filepath.Base(os.Args[0]) == "berth-shim" || (len(os.Args) > 1 && os.Args[1] == "shim")) {
+		os.Exit(shimMain())
+	}
 	if filepath.Base(os.Args[0]) == "berth-runc" || (len(os.Args) > 1 && os.Args[1] == "runtime") {
 		// The runtime's commands overlap a few things (a config decoded
 		// while the cgroup is made and the container process starts; a

@@ -1,4 +1,4 @@
-//go:build !berthrunc
+//go:build !berthrunc && !berthshim
 
 package main
 
@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/berth-dev/berth/cmd/berth/commands/imagecmd"
 	"github.com/berth-dev/berth/cmd/berth/commands/registrycmd"
 	"github.com/berth-dev/berth/cmd/berth/commands/runtimecmd"
+	"github.com/berth-dev/berth/engine/shim"
 	"github.com/berth-dev/berth/internal/version"
 	"github.com/spf13/cobra"
 )
@@ -17,6 +19,15 @@ import (
 // runtimeOnly is false in the full binary: it is every command, and the
 // runtime's CLI only when invoked as berth-runc.
 const runtimeOnly = false
+
+// shimMain is the container monitor, `berth shim DIR` or berth-shim DIR.
+func shimMain() int {
+	args := os.Args
+	if filepath.Base(args[0]) != "berth-shim" {
+		args = args[1:] // "shim" DIR
+	}
+	return shim.Main(args)
+}
 
 func newRoot() *cobra.Command {
 	root := &cobra.Command{

@@ -14,4 +14,7 @@ import "github.com/spf13/cobra"
 // same in both.
 const runtimeOnly = true
 
+// shimMain: the runtime-only build has no monitor.
+var shimMain func() int
+
 func newRoot() *cobra.Command { panic("unreachable: the runtime-only build has no other commands") }

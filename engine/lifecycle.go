@@ -1,0 +1,592 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/berth-dev/berth/engine/logs"
+	"github.com/berth-dev/berth/engine/shim"
+	"github.com/berth-dev/berth/image/runspec"
+	"github.com/berth-dev/berth/image/snapshot"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Start runs a created or exited container. Starting a running one does
+// nothing.
+func (e *Engine) Start(ctx context.Context, ref string) error {
+	c, err := e.lookup(ref)
+	if err != nil {
+		return err
+	}
+	c.op.Lock()
+	defer c.op.Unlock()
+	return e.start(ctx, c)
+}
+
+func (e *Engine) start(ctx context.Context, c *container) error {
+	rec := c.snapshot()
+	switch {
+	case c.removed || rec.State.Status == Removing:
+		return fmt.Errorf("%w: container %s is being removed", ErrConflict, rec.Name)
+	case rec.State.Status == Running:
+		return nil
+	}
+	runtimeName := rec.Spec.Runtime
+	if runtimeName == "" {
+		runtimeName = e.cfg.DefaultRuntime
+	}
+	fail := func(err error) error {
+		snapshot.Unmount(filepath.Join(e.containerDir(rec.ID), "bundle", "rootfs"))
+		e.update(c, func(r *Container) { r.State.Error = err.Error() })
+		e.Events.publish(Event{Type: "container", Action: "die", ID: rec.ID, Attributes: map[string]string{"name": rec.Name, "error": err.Error()}})
+		return err
+	}
+	if err := e.bundle(rec); err != nil {
+		return fail(err)
+	}
+	dir := e.monitorDir(rec.ID)
+	os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fail(err)
+	}
+	rt := append(append([]string{}, e.cfg.Runtimes[runtimeName]...), "--root", filepath.Join(e.cfg.RunDir, "runtime", runtimeName))
+	cfg := shim.Config{
+		ID: rec.ID, Runtime: rt, Bundle: filepath.Join(e.containerDir(rec.ID), "bundle"),
+		Terminal: rec.Spec.Tty, Stdin: rec.Spec.OpenStdin, StdinOnce: rec.Spec.StdinOnce,
+		Log: &shim.LogConfig{Path: e.logPath(rec.ID), MaxSize: e.cfg.LogMaxSize, MaxFiles: e.cfg.LogMaxFiles},
+	}
+	pid, err := shim.Launch(ctx, e.cfg.Monitor[0], e.cfg.Monitor[1:], dir, cfg)
+	if err != nil {
+		os.RemoveAll(dir)
+		return fail(err)
+	}
+	mon := shim.Client{Dir: dir}
+	// Attaches made before the start get the process's first byte.
+	c.mu.Lock()
+	pending := c.attaches
+	c.attaches = nil
+	c.exited = make(chan struct{})
+	c.mu.Unlock()
+	for _, a := range pending {
+		conn, r, err := mon.Attach(ctx, a.stdin, a.stdout, a.stderr)
+		a.done <- attachResult{conn, r, err}
+	}
+	if err := mon.Start(ctx); err != nil {
+		mon.Kill(context.Background(), syscall.SIGKILL, true)
+		mon.Wait(context.Background())
+		os.RemoveAll(dir)
+		return fail(err)
+	}
+	e.update(c, func(r *Container) {
+		r.State = State{Status: Running, Pid: pid, StartedAt: time.Now().UTC(), RestartCount: r.State.RestartCount, Runtime: runtimeName}
+	})
+	e.Events.publish(Event{Type: "container", Action: "start", ID: rec.ID, Attributes: map[string]string{"name": rec.Name, "image": rec.Image}})
+	e.watch(c, mon)
+	return nil
+}
+
+func (e *Engine) logPath(id string) string { return filepath.Join(e.containerDir(id), "log.json") }
+
+// bundle mounts the container's root filesystem (if it is not) and
+// writes the runtime spec.
+func (e *Engine) bundle(rec Container) error {
+	dir := filepath.Join(e.containerDir(rec.ID), "bundle")
+	rootfs := filepath.Join(dir, "rootfs")
+	img, err := e.Images.Get(rec.ImageID.String())
+	if err != nil {
+		return fmt.Errorf("image %s: %w", rec.Image, err)
+	}
+	m, _, err := e.Images.Manifest(img.Target, "")
+	if err != nil {
+		return err
+	}
+	cfg, err := e.Images.Config(m)
+	if err != nil {
+		return err
+	}
+	mounted, err := isMountPoint(rootfs)
+	if err != nil {
+		return err
+	}
+	if !mounted {
+		ms, err := e.Images.Snapshots.Mounts(rec.Snapshot)
+		if err != nil {
+			return err
+		}
+		if err := snapshot.MountAll(ms, rootfs); err != nil {
+			return err
+		}
+	}
+	hostname := rec.Spec.Hostname
+	if hostname == "" {
+		hostname = rec.ID[:12]
+	}
+	if rec.Spec.Network == "host" && rec.Spec.Hostname == "" {
+		hostname, _ = os.Hostname()
+	}
+	s := rec.Spec
+	spec, err := runspec.Generate(cfg, runspec.Options{
+		Rootfs: "rootfs", RootfsDir: rootfs, Entrypoint: s.Entrypoint, Cmd: s.Cmd, Env: s.Env,
+		User: s.User, WorkingDir: s.WorkingDir, Hostname: hostname, Terminal: s.Tty, ReadOnly: s.ReadOnly,
+		Privileged: s.Privileged, CapAdd: s.CapAdd, CapDrop: s.CapDrop,
+	})
+	if err != nil {
+		return err
+	}
+	if s.Network == "host" {
+		ns := spec.Linux.Namespaces[:0]
+		for _, n := range spec.Linux.Namespaces {
+			if n.Type != specs.NetworkNamespace {
+				ns = append(ns, n)
+			}
+		}
+		spec.Linux.Namespaces = ns
+	}
+	for _, mnt := range s.Mounts {
+		switch mnt.Type {
+		case "bind":
+			opts := []string{"rbind", "rprivate"}
+			if mnt.ReadOnly {
+				opts = append(opts, "ro")
+			}
+			spec.Mounts = append(spec.Mounts, specs.Mount{Destination: mnt.Destination, Type: "bind", Source: mnt.Source, Options: opts})
+		case "tmpfs":
+			opts := append([]string{"nosuid", "nodev", "noexec"}, mnt.Options...)
+			if mnt.ReadOnly {
+				opts = append(opts, "ro")
+			}
+			spec.Mounts = append(spec.Mounts, specs.Mount{Destination: mnt.Destination, Type: "tmpfs", Source: "tmpfs", Options: opts})
+		}
+	}
+	r := &specs.LinuxResources{}
+	if s.Resources.Memory > 0 {
+		r.Memory = &specs.LinuxMemory{Limit: &s.Resources.Memory}
+	}
+	if s.Resources.NanoCPUs > 0 {
+		period := uint64(100000)
+		quota := s.Resources.NanoCPUs * int64(period) / 1e9
+		r.CPU = &specs.LinuxCPU{Period: &period, Quota: &quota}
+	}
+	if s.Resources.PidsLimit > 0 {
+		r.Pids = &specs.LinuxPids{Limit: &s.Resources.PidsLimit}
+	}
+	if spec.Linux.Resources != nil {
+		r.Devices = spec.Linux.Resources.Devices
+	}
+	spec.Linux.Resources = r
+	spec.Linux.CgroupsPath = path.Join(e.cfg.CgroupParent, rec.ID)
+	if err := runspec.EtcFiles(spec, e.containerDir(rec.ID)); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(spec, "", "\t")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "config.json"), b, 0o600)
+}
+
+// isMountPoint tells whether something is mounted on dir (a mount of its
+// own has another device than its parent; an overlay always has).
+func isMountPoint(dir string) (bool, error) {
+	var st, pst unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
+		return false, err
+	}
+	if err := unix.Lstat(filepath.Dir(dir), &pst); err != nil {
+		return false, err
+	}
+	return st.Dev != pst.Dev, nil
+}
+
+// watch waits for the container's exit in the background.
+func (e *Engine) watch(c *container, mon shim.Client) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		exit, err := mon.Wait(e.ctx)
+		if e.ctx.Err() != nil {
+			return // the engine closes; the container runs on
+		}
+		if err != nil {
+			e.log.Warn("monitor gone without an exit status", "id", c.snapshot().ID, "err", err)
+			exit = shim.Exit{Code: 255, At: time.Now().UTC()}
+		}
+		e.exited(c, exit)
+	}()
+}
+
+// exited records an exit and does what the restart policy and --rm say.
+func (e *Engine) exited(c *container, exit shim.Exit) {
+	var rec Container
+	e.update(c, func(r *Container) {
+		r.State.Status = Exited
+		r.State.Pid = 0
+		r.State.ExitCode = exit.Code
+		r.State.FinishedAt = exit.At
+		rec = *r
+	})
+	snapshot.Unmount(filepath.Join(e.containerDir(rec.ID), "bundle", "rootfs"))
+	os.RemoveAll(e.monitorDir(rec.ID))
+	c.mu.Lock()
+	if c.exited != nil {
+		select {
+		case <-c.exited:
+		default:
+			close(c.exited)
+		}
+	}
+	c.mu.Unlock()
+	e.Events.publish(Event{Type: "container", Action: "die", ID: rec.ID, Attributes: map[string]string{"name": rec.Name, "exitCode": strconv.Itoa(exit.Code)}})
+	if rec.Spec.AutoRemove {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			if err := e.Remove(e.ctx, rec.ID, RemoveOptions{Force: true}); err != nil && !errors.Is(err, ErrNotFound) {
+				e.log.Warn("auto-remove", "id", rec.ID, "err", err)
+			}
+		}()
+		return
+	}
+	if !e.shouldRestart(rec) {
+		return
+	}
+	// Docker's back-off: 100 ms doubling, up to a minute; a run of ten
+	// seconds or more starts it over.
+	delay := 100 * time.Millisecond
+	if rec.State.FinishedAt.Sub(rec.State.StartedAt) < 10*time.Second {
+		for range min(rec.State.RestartCount, 10) {
+			delay *= 2
+		}
+	}
+	delay = min(delay, time.Minute)
+	e.update(c, func(r *Container) { r.State.Status = Restarting; r.State.RestartCount++ })
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		select {
+		case <-time.After(delay):
+		case <-e.ctx.Done():
+			return
+		}
+		c.op.Lock()
+		defer c.op.Unlock()
+		cur := c.snapshot()
+		if c.removed || cur.State.Status != Restarting || cur.State.StoppedByUser {
+			return
+		}
+		if err := e.start(e.ctx, c); err != nil {
+			e.log.Warn("restart", "id", rec.ID, "err", err)
+			e.update(c, func(r *Container) { r.State.Status = Exited })
+		}
+	}()
+}
+
+func (e *Engine) shouldRestart(rec Container) bool {
+	if rec.State.StoppedByUser {
+		return false
+	}
+	p := rec.Spec.Restart
+	switch p.Name {
+	case "always", "unless-stopped":
+		return true
+	case "on-failure":
+		return rec.State.ExitCode != 0 && (p.MaxRetries == 0 || rec.State.RestartCount < p.MaxRetries)
+	}
+	return false
+}
+
+// Stop stops a running container: its stop signal, then after timeout
+// (nil: the container's, else 10 s) SIGKILL to all its processes.
+func (e *Engine) Stop(ctx context.Context, ref string, timeout *time.Duration) error {
+	c, err := e.lookup(ref)
+	if err != nil {
+		return err
+	}
+	c.op.Lock()
+	defer c.op.Unlock()
+	rec := c.snapshot()
+	e.update(c, func(r *Container) {
+		r.State.StoppedByUser = true
+		if r.State.Status == Restarting {
+			r.State.Status = Exited
+		}
+	})
+	if rec.State.Status != Running {
+		return nil
+	}
+	wait := 10 * time.Second
+	if rec.Spec.StopTimeout != nil {
+		wait = time.Duration(*rec.Spec.StopTimeout) * time.Second
+	}
+	if timeout != nil {
+		wait = *timeout
+	}
+	sig := syscall.SIGTERM
+	if rec.Spec.StopSignal != "" {
+		sig, _ = parseSignal(rec.Spec.StopSignal)
+	}
+	mon := shim.Client{Dir: e.monitorDir(rec.ID)}
+	c.mu.Lock()
+	exited := c.exited
+	c.mu.Unlock()
+	if wait > 0 {
+		mon.Kill(ctx, sig, false)
+		select {
+		case <-exited:
+			return nil
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	mon.Kill(ctx, syscall.SIGKILL, true)
+	select {
+	case <-exited:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Kill sends a signal to a running container's process.
+func (e *Engine) Kill(ctx context.Context, ref string, signal string) error {
+	c, err := e.lookup(ref)
+	if err != nil {
+		return err
+	}
+	sig := syscall.SIGKILL
+	if signal != "" {
+		if sig, err = parseSignal(signal); err != nil {
+			return err
+		}
+	}
+	rec := c.snapshot()
+	if rec.State.Status != Running {
+		return fmt.Errorf("%w: container %s is not running", ErrConflict, rec.Name)
+	}
+	if sig == syscall.SIGKILL || sig == syscall.SIGTERM {
+		e.update(c, func(r *Container) { r.State.StoppedByUser = true })
+	}
+	return shim.Client{Dir: e.monitorDir(rec.ID)}.Kill(ctx, sig, sig == syscall.SIGKILL)
+}
+
+// Wait waits for a container to stop running (condition "not-running",
+// the default), to exit next ("next-exit") or to be removed ("removed"),
+// and returns its exit code.
+func (e *Engine) Wait(ctx context.Context, ref, condition string) (int, error) {
+	c, err := e.lookup(ref)
+	if err != nil {
+		return 0, err
+	}
+	for {
+		c.mu.Lock()
+		rec, exited, removed := c.rec, c.exited, c.removed
+		c.mu.Unlock()
+		switch condition {
+		case "", "not-running":
+			if rec.State.Status != Running && rec.State.Status != Restarting {
+				return rec.State.ExitCode, nil
+			}
+		case "next-exit":
+			condition = "not-running"
+			if rec.State.Status != Running {
+				// The next run's exit: wait for a start first.
+				exited = nil
+			}
+		case "removed":
+			if removed {
+				return rec.State.ExitCode, nil
+			}
+		default:
+			return 0, fmt.Errorf("wait condition %q: not-running, next-exit or removed", condition)
+		}
+		select {
+		case <-exited:
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// RemoveOptions shape a remove.
+type RemoveOptions struct {
+	// Force kills a running container first.
+	Force bool
+}
+
+// Remove removes a container: its layer, files and name.
+func (e *Engine) Remove(ctx context.Context, ref string, o RemoveOptions) error {
+	c, err := e.lookup(ref)
+	if err != nil {
+		return err
+	}
+	c.op.Lock()
+	defer c.op.Unlock()
+	if c.removed {
+		return fmt.Errorf("%w: %s", ErrNotFound, ref)
+	}
+	rec := c.snapshot()
+	if rec.State.Status == Running {
+		if !o.Force {
+			return fmt.Errorf("%w: you cannot remove a running container %s: stop it first, or force the removal", ErrConflict, rec.ID[:12])
+		}
+		mon := shim.Client{Dir: e.monitorDir(rec.ID)}
+		e.update(c, func(r *Container) { r.State.StoppedByUser = true })
+		c.mu.Lock()
+		exited := c.exited
+		c.mu.Unlock()
+		mon.Kill(ctx, syscall.SIGKILL, true)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			return fmt.Errorf("container %s did not die after SIGKILL", rec.ID[:12])
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	e.update(c, func(r *Container) { r.State.Status = Removing })
+	rootfs := filepath.Join(e.containerDir(rec.ID), "bundle", "rootfs")
+	if err := snapshot.Unmount(rootfs); err != nil {
+		return err
+	}
+	if err := e.cleanupFiles(rec.ID, rec.Snapshot); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.removed = true
+	c.mu.Unlock()
+	e.mu.Lock()
+	delete(e.containers, rec.ID)
+	if e.names[rec.Name] == rec.ID {
+		delete(e.names, rec.Name)
+	}
+	e.mu.Unlock()
+	e.Events.publish(Event{Type: "container", Action: "destroy", ID: rec.ID, Attributes: map[string]string{"name": rec.Name, "image": rec.Image}})
+	return nil
+}
+
+// cleanupFiles removes a container's layer and directories.
+func (e *Engine) cleanupFiles(id, snap string) error {
+	if snap == "" {
+		snap = "container-" + id
+	}
+	snapshot.Unmount(filepath.Join(e.containerDir(id), "bundle", "rootfs"))
+	if err := e.Images.Snapshots.Remove(snap); err != nil && !strings.Contains(err.Error(), "not found") {
+		return fmt.Errorf("remove layer: %w", err)
+	}
+	os.RemoveAll(e.monitorDir(id))
+	return os.RemoveAll(e.containerDir(id))
+}
+
+// Logs calls fn with a container's log entries; with o.Follow, until the
+// container stops (or ctx ends).
+func (e *Engine) Logs(ctx context.Context, ref string, o logs.ReadOptions, fn func(logs.Entry) error) error {
+	c, err := e.lookup(ref)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	rec, stop := c.rec, c.exited
+	c.mu.Unlock()
+	if rec.State.Status != Running && rec.State.Status != Restarting || stop == nil {
+		closed := make(chan struct{})
+		close(closed)
+		stop = closed
+	}
+	err = logs.Read(ctx, e.logPath(rec.ID), o, stop, fn)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // never started: no log yet
+	}
+	return err
+}
+
+type pendingAttach struct {
+	stdin, stdout, stderr bool
+	done                  chan attachResult
+}
+
+type attachResult struct {
+	conn net.Conn
+	r    io.Reader
+	err  error
+}
+
+// Attach connects to a container's streams (see shim.Client.Attach). A
+// container that was created and not started yet is attached to when it
+// starts: the call waits for that.
+func (e *Engine) Attach(ctx context.Context, ref string, stdin, stdout, stderr bool) (net.Conn, io.Reader, error) {
+	c, err := e.lookup(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.mu.Lock()
+	rec := c.rec
+	if rec.State.Status != Running {
+		a := &pendingAttach{stdin: stdin, stdout: stdout, stderr: stderr, done: make(chan attachResult, 1)}
+		c.attaches = append(c.attaches, a)
+		c.mu.Unlock()
+		select {
+		case res := <-a.done:
+			return res.conn, res.r, res.err
+		case <-ctx.Done():
+			c.mu.Lock()
+			for i, p := range c.attaches {
+				if p == a {
+					c.attaches = append(c.attaches[:i], c.attaches[i+1:]...)
+					break
+				}
+			}
+			c.mu.Unlock()
+			select {
+			case res := <-a.done: // the start came meanwhile
+				if res.conn != nil {
+					res.conn.Close()
+				}
+			default:
+			}
+			return nil, nil, ctx.Err()
+		}
+	}
+	c.mu.Unlock()
+	return shim.Client{Dir: e.monitorDir(rec.ID)}.Attach(ctx, stdin, stdout, stderr)
+}
+
+// Resize sizes a running container's terminal.
+func (e *Engine) Resize(ctx context.Context, ref string, rows, cols uint16) error {
+	c, err := e.lookup(ref)
+	if err != nil {
+		return err
+	}
+	return shim.Client{Dir: e.monitorDir(c.snapshot().ID)}.Resize(ctx, rows, cols)
+}
+
+// parseSignal reads "SIGTERM", "TERM", "term" or "15".
+func parseSignal(s string) (syscall.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		if n <= 0 || n > 64 {
+			return 0, fmt.Errorf("invalid signal %q", s)
+		}
+		return syscall.Signal(n), nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("invalid signal %q", s)
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -89,9 +90,13 @@ func newEnv(t *testing.T) *env {
 func (v *env) open() {
 	v.t.Helper()
 	var err error
+	runtimes := map[string][]string{"berth": {berthBin, "runtime"}}
+	if runc, err := exec.LookPath("runc"); err == nil {
+		runtimes["runc"] = []string{runc}
+	}
 	v.e, err = engine.Open(engine.Config{
 		Root: v.root, RunDir: v.run,
-		Runtimes:       map[string][]string{"berth": {berthBin, "runtime"}},
+		Runtimes:       runtimes,
 		DefaultRuntime: "berth",
 		CgroupParent:   "/berth-engine-test",
 		Monitor:        []string{berthBin, "shim"},
@@ -405,5 +410,38 @@ func TestManyStartsAtOnce(t *testing.T) {
 	}
 	if running != n {
 		t.Fatalf("%d of %d running", running, n)
+	}
+}
+
+// The runtime is pluggable: runc runs the same container, with stdio,
+// logs, a terminal and stop, under the same monitor.
+func TestRuncAsTheRuntime(t *testing.T) {
+	if _, err := exec.LookPath("runc"); err != nil {
+		t.Skip("runc is not installed (apt-get install runc)")
+	}
+	v := newEnv(t)
+	c := v.create(engine.Spec{Runtime: "runc", Cmd: []string{"sh", "-c", "echo via runc; exit 2"}}, "")
+	if err := v.e.Start(ctx(t), c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := v.e.Wait(ctx(t), c.ID, ""); err != nil || code != 2 {
+		t.Fatalf("wait %d %v", code, err)
+	}
+	if got := v.logs(c.ID, false); got != "stdout:via runc\n" {
+		t.Fatalf("logs %q", got)
+	}
+	if got, _ := v.e.Get(c.ID); got.State.Runtime != "runc" {
+		t.Fatalf("ran with %q", got.State.Runtime)
+	}
+	s := v.create(engine.Spec{Runtime: "runc", Cmd: []string{"sleep", "100"}}, "")
+	if err := v.e.Start(ctx(t), s.ID); err != nil {
+		t.Fatal(err)
+	}
+	zero := time.Duration(0)
+	if err := v.e.Stop(ctx(t), s.ID, &zero); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := v.e.Get(s.ID); got.State.ExitCode != 137 {
+		t.Fatalf("after stop: %+v", got.State)
 	}
 }

@@ -154,7 +154,22 @@ func (e *Engine) restore(c *container) {
 	rec := c.rec
 	c.mu.Unlock()
 	switch rec.State.Status {
-	case Running, Restarting:
+	case Restarting:
+		// Between an exit and the policy's restart: the exit is
+		// recorded, the restart is still owed.
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			c.op.Lock()
+			defer c.op.Unlock()
+			if cur := c.snapshot(); cur.State.Status == Restarting && !cur.State.StoppedByUser {
+				if err := e.start(e.ctx, c); err != nil {
+					e.log.Warn("restart at engine start", "id", rec.ID, "err", err)
+					e.update(c, func(r *Container) { r.State.Status = Exited })
+				}
+			}
+		}()
+	case Running:
 		mon := shim.Client{Dir: e.monitorDir(rec.ID)}
 		ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
 		pid, running, exit, err := mon.State(ctx)

@@ -37,6 +37,8 @@ if [ -n "$unformatted" ]; then
 	exit 1
 fi
 go vet ./...
+go vet -tags berthrunc ./cmd/berth
+go vet -tags berthshim ./cmd/berth
 
 echo ">> unit tests (race detector)"
 go test -race -count=1 ./runtime/seccomp/ ./runtime/config/ ./runtime/cgroups/ ./image/content/ ./image/metadata/ ./engine/logs/

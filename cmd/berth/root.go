@@ -20,8 +20,9 @@ import (
 // runtime's CLI only when invoked as berth-runc.
 const runtimeOnly = false
 
-// shimMain is the container monitor, `berth shim DIR` or berth-shim DIR.
-func shimMain() int {
+// shimMain is the container monitor, `berth shim DIR` or berth-shim DIR
+// (a variable: the runtime-only build has none).
+var shimMain = func() int {
 	args := os.Args
 	if filepath.Base(args[0]) != "berth-shim" {
 		args = args[1:] // "shim" DIR

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -26,29 +25,7 @@ var berthBin string
 const busybox = "berth.test/busybox:latest"
 
 func TestMain(m *testing.M) {
-	os.Exit(testMain(m))
-}
-
-func testMain(m *testing.M) int {
-	if os.Geteuid() != 0 {
-		fmt.Println("skipping engine tests: containers need root")
-		return 0
-	}
-	dir, err := os.MkdirTemp("", "berth-engine-test")
-	if err != nil {
-		panic(err)
-	}
-	defer os.RemoveAll(dir)
-	if berthBin, err = fixture.BuildBerth(dir); err != nil {
-		fmt.Println(err)
-		return 1
-	}
-	code := m.Run()
-	if err := fixture.RemoveCgroups("berth-engine-test"); err != nil {
-		fmt.Println("cgroups left behind:", err)
-		code = 1
-	}
-	return code
+	os.Exit(fixture.RunAsRoot(m, "engine", &berthBin, "berth-engine-test"))
 }
 
 type env struct {

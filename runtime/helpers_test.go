@@ -29,30 +29,13 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
-	if os.Geteuid() != 0 {
-		fmt.Println("skipping runtime integration tests: they need root")
-		return 0
-	}
 	// Descriptors this process inherited (a CI agent's, a shell's) are
 	// not ours to pass on: the tests check what the runtime itself lets
 	// through to containers and hooks.
 	_ = unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
-	dir, err := os.MkdirTemp("", "berth-runtime-test")
-	if err != nil {
-		panic(err)
-	}
-	defer os.RemoveAll(dir)
-	if berthBin, err = fixture.BuildBerth(dir); err != nil {
-		fmt.Println(err)
-		return 1
-	}
-	code := m.Run()
 	// The parents of the tests' cgroups (cgroupsPath /berth-test/<id>,
 	// /berth-test-bad/<id>).
-	if err := fixture.RemoveCgroups("berth-test", "berth-test-bad"); err != nil {
-		fmt.Println("cgroups left behind:", err)
-	}
-	return code
+	return fixture.RunAsRoot(m, "runtime integration", &berthBin, "berth-test", "berth-test-bad")
 }
 
 var idSeq atomic.Int64

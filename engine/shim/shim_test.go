@@ -26,28 +26,7 @@ import (
 var berthBin string
 
 func TestMain(m *testing.M) {
-	os.Exit(testMain(m))
-}
-
-func testMain(m *testing.M) int {
-	if os.Geteuid() != 0 {
-		fmt.Println("skipping monitor tests: containers need root")
-		return 0
-	}
-	dir, err := os.MkdirTemp("", "berth-shim-test")
-	if err != nil {
-		panic(err)
-	}
-	defer os.RemoveAll(dir)
-	if berthBin, err = fixture.BuildBerth(dir); err != nil {
-		fmt.Println(err)
-		return 1
-	}
-	code := m.Run()
-	if err := fixture.RemoveCgroups("berth-shim-test"); err != nil {
-		fmt.Println("cgroups left behind:", err)
-	}
-	return code
+	os.Exit(fixture.RunAsRoot(m, "monitor", &berthBin, "berth-shim-test"))
 }
 
 var seq atomic.Int64

@@ -21,22 +21,8 @@ import (
 var berthBin string
 
 func TestMain(m *testing.M) {
-	if os.Geteuid() != 0 {
-		fmt.Println("skipping berth image tests: they mount snapshots and run containers (need root)")
-		return
-	}
-	dir, err := os.MkdirTemp("", "berth-image-cli")
-	if err != nil {
-		panic(err)
-	}
-	berthBin, err = fixture.BuildBerth(dir)
-	if err != nil {
-		fmt.Println(err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	// They mount snapshots and run containers.
+	os.Exit(fixture.RunAsRoot(m, "berth image", &berthBin))
 }
 
 type store struct {

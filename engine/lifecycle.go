@@ -17,6 +17,7 @@ import (
 
 	"github.com/berth-dev/berth/engine/logs"
 	"github.com/berth-dev/berth/engine/shim"
+	"github.com/berth-dev/berth/image/metadata"
 	"github.com/berth-dev/berth/image/runspec"
 	"github.com/berth-dev/berth/image/snapshot"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -484,7 +485,7 @@ func (e *Engine) cleanupFiles(id, snap string) error {
 		snap = "container-" + id
 	}
 	snapshot.Unmount(filepath.Join(e.containerDir(id), "bundle", "rootfs"))
-	if err := e.Images.Snapshots.Remove(snap); err != nil && !strings.Contains(err.Error(), "not found") {
+	if err := e.Images.Snapshots.Remove(snap); err != nil && !errors.Is(err, metadata.ErrNotFound) {
 		return fmt.Errorf("remove layer: %w", err)
 	}
 	os.RemoveAll(e.monitorDir(id))

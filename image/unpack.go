@@ -96,10 +96,13 @@ type Unpacker struct {
 	ready   []chan struct{} // closed when the layer's blob is there (copy driver)
 	sizes   []int64
 	errs    []error
-	sem     chan struct{}
-	wg      sync.WaitGroup
-	abort   chan struct{}
-	aborted sync.Once
+	// committed marks the copy-driver layers this unpack committed
+	// (overlay layers are committed by Wait).
+	committed []bool
+	sem       chan struct{}
+	wg        sync.WaitGroup
+	abort     chan struct{}
+	aborted   sync.Once
 }
 
 // NewUnpacker starts an unpack of m's layers (with c its config) under
@@ -130,6 +133,7 @@ func (s *Store) NewUnpacker(lease string, m ocispec.Manifest, c ocispec.Image) (
 	}
 	n := len(u.chain) - u.first
 	u.keys, u.started, u.sizes, u.errs = make([]string, n), make([]bool, n), make([]int64, n), make([]error, n)
+	u.committed = make([]bool, n)
 	u.ready = make([]chan struct{}, n)
 	names := make([]string, 0, len(u.chain)+n)
 	for _, id := range u.chain {
@@ -228,9 +232,10 @@ func (u *Unpacker) inOrder() {
 		size, err := u.s.unpackLayer(u.keys[j], parent, u.layers[i], u.diffIDs[i], false, nil)
 		if err == nil {
 			err = u.s.Snapshots.Commit(u.chain[i].String(), u.keys[j])
+			// Committed by another unpack meanwhile: as good.
+			u.committed[j] = err == nil
 			if errors.Is(err, metadata.ErrExists) {
 				err = nil
-				size = -1
 			}
 		}
 		if err != nil {
@@ -240,15 +245,9 @@ func (u *Unpacker) inOrder() {
 		}
 		u.report(i, true, nil)
 		u.keys[j] = ""
-		if size >= 0 {
-			u.sizes[j] = size
-			u.errs[j] = errCommitted
-		}
+		u.sizes[j] = size
 	}
 }
-
-// errCommitted marks a copy-driver layer that this unpack committed.
-var errCommitted = errors.New("committed")
 
 // Abort stops the unpack and removes what it extracted but did not
 // commit. It waits for the extractions under way.
@@ -288,13 +287,13 @@ func (u *Unpacker) Wait() (UnpackResult, error) {
 	u.wg.Wait()
 	if !u.overlay {
 		for j, err := range u.errs {
-			switch {
-			case errors.Is(err, errCommitted):
-				res.Unpacked++
-				res.Bytes += u.sizes[j]
-			case err != nil:
+			if err != nil {
 				u.cleanup(0)
 				return res, err
+			}
+			if u.committed[j] {
+				res.Unpacked++
+				res.Bytes += u.sizes[j]
 			}
 		}
 		return res, nil

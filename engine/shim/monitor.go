@@ -36,6 +36,11 @@ func Main(args []string) int {
 		err = m.setup()
 	}
 	if err != nil {
+		if m != nil && m.created {
+			// Created, then something of ours failed: the process
+			// must not outlive a monitor that could not watch it.
+			m.deleteContainer()
+		}
 		if ready != nil {
 			json.NewEncoder(ready).Encode(response{Error: err.Error()})
 		}
@@ -57,20 +62,21 @@ type monitor struct {
 	// container's.
 	run sync.Mutex
 
-	pid    int
-	stdin  io.WriteCloser // nil without Stdin
-	outs   []*os.File     // stdout and stderr read ends, or the pty master
-	master *os.File
-	ln     net.Listener
-	logw   *logs.Writer
+	pid     int
+	created bool           // the runtime made the container (or exec'd the process)
+	stdin   io.WriteCloser // nil without Stdin
+	outs    []*os.File     // stdout and stderr read ends, or the pty master
+	master  *os.File
+	ln      net.Listener
+	logw    *logs.Writer
 
-	mu       sync.Mutex
+	mu       sync.Mutex // guards attached and exit
 	attached map[*attachment]bool
 	released chan struct{} // closed when output may flow (exec)
 	relOnce  sync.Once
 	exited   chan struct{} // closed once exit is recorded and output drained
 	exit     Exit
-	started  bool
+	started  bool // guarded by run
 }
 
 func newMonitor(dir string) (*monitor, error) {
@@ -108,16 +114,11 @@ func (m *monitor) setup() error {
 			return fmt.Errorf("log: %w", err)
 		}
 	}
-	args := append([]string{}, m.cfg.Runtime[1:]...)
-	args = append(args, "--log", filepath.Join(m.dir, runtimeLog), "--log-format", "json")
-	if m.cfg.Bundle != "" {
-		args = append(args, "create", "--bundle", m.cfg.Bundle)
-	} else {
-		args = append(args, "exec", "--detach", "--process", m.cfg.Process)
+	args := []string{"create", "--bundle", m.cfg.Bundle}
+	if m.cfg.Bundle == "" {
+		args = []string{"exec", "--detach", "--process", m.cfg.Process}
 	}
-	args = append(args, "--pid-file", filepath.Join(m.dir, pidFile))
-	cmd := exec.Command(m.cfg.Runtime[0], args...)
-	cmd.Dir = "/"
+	cmd := m.runtime(append(args, "--pid-file", filepath.Join(m.dir, pidFile))...)
 	var theirs []*os.File // the process's ends, closed here once it has them
 	var console chan consoleResult
 	if m.cfg.Terminal {
@@ -172,8 +173,9 @@ func (m *monitor) setup() error {
 		f.Close()
 	}
 	if err != nil {
-		return m.runtimeError(cmd, err)
+		return m.runtimeError(args[0], err)
 	}
+	m.created = true
 	b, err := os.ReadFile(filepath.Join(m.dir, pidFile))
 	if err != nil {
 		return fmt.Errorf("the runtime wrote no pid file: %w", err)
@@ -229,7 +231,7 @@ func receiveConsole(ln *net.UnixListener) consoleResult {
 
 // runtimeError is the runtime's own explanation of a failure: the last
 // error of its JSON log, as containerd reads runc's.
-func (m *monitor) runtimeError(cmd *exec.Cmd, err error) error {
+func (m *monitor) runtimeError(op string, err error) error {
 	b, _ := os.ReadFile(filepath.Join(m.dir, runtimeLog))
 	msg := ""
 	for _, line := range bytes.Split(b, []byte("\n")) {
@@ -239,7 +241,7 @@ func (m *monitor) runtimeError(cmd *exec.Cmd, err error) error {
 		}
 	}
 	if msg == "" {
-		return fmt.Errorf("%s %s: %w", filepath.Base(cmd.Path), cmd.Args[len(cmd.Args)-2], err)
+		return fmt.Errorf("%s %s: %w", filepath.Base(m.cfg.Runtime[0]), op, err)
 	}
 	return errors.New(msg)
 }
@@ -277,11 +279,7 @@ func (m *monitor) serve() {
 	if m.logw != nil {
 		m.logw.Close()
 	}
-	if m.cfg.Bundle != "" {
-		m.run.Lock()
-		exec.Command(m.cfg.Runtime[0], append(append([]string{}, m.cfg.Runtime[1:]...), "delete", "--force", m.cfg.ID)...).Run()
-		m.run.Unlock()
-	}
+	m.deleteContainer()
 	b, _ := json.Marshal(exit)
 	tmp := filepath.Join(m.dir, exitFile+".tmp")
 	if os.WriteFile(tmp, b, 0o600) == nil {
@@ -299,6 +297,30 @@ func (m *monitor) serve() {
 	time.Sleep(50 * time.Millisecond)
 	m.ln.Close()
 	os.Remove(filepath.Join(m.dir, socketFile))
+}
+
+// runtime is the runtime's command for args, with its global flags and a
+// JSON log whose last error explains a failure (see runtimeError).
+func (m *monitor) runtime(args ...string) *exec.Cmd {
+	full := append([]string{}, m.cfg.Runtime[1:]...)
+	full = append(full, "--log", filepath.Join(m.dir, runtimeLog), "--log-format", "json")
+	cmd := exec.Command(m.cfg.Runtime[0], append(full, args...)...)
+	cmd.Dir = "/"
+	return cmd
+}
+
+// deleteContainer has the runtime delete a container's init (an exec
+// leaves nothing to delete, but a process that may still run).
+func (m *monitor) deleteContainer() {
+	if m.cfg.Bundle == "" {
+		if m.pid > 0 {
+			unix.Kill(m.pid, unix.SIGKILL)
+		}
+		return
+	}
+	m.run.Lock()
+	defer m.run.Unlock()
+	m.runtime("delete", "--force", m.cfg.ID).Run()
 }
 
 // reap waits for the process and reaps every orphan that comes to the
@@ -441,17 +463,16 @@ func (m *monitor) handle(c net.Conn) {
 }
 
 func (m *monitor) start() response {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	// Under run, not mu: output flows (under mu) while the runtime starts
+	// the process.
+	m.run.Lock()
+	defer m.run.Unlock()
 	if m.cfg.Bundle == "" || m.started {
 		return response{Error: "already started"}
 	}
-	m.run.Lock()
-	cmd := exec.Command(m.cfg.Runtime[0], append(append([]string{}, m.cfg.Runtime[1:]...), "--log", filepath.Join(m.dir, runtimeLog), "--log-format", "json", "start", m.cfg.ID)...)
-	err := cmd.Run()
-	m.run.Unlock()
-	if err != nil {
-		return response{Error: m.runtimeError(cmd, err).Error()}
+	cmd := m.runtime("start", m.cfg.ID)
+	if err := cmd.Run(); err != nil {
+		return response{Error: m.runtimeError("start", err).Error()}
 	}
 	m.started = true
 	return response{Pid: m.pid}
@@ -470,13 +491,12 @@ func (m *monitor) kill(sig int, all bool) response {
 		}
 		return response{}
 	}
-	args := append([]string{}, m.cfg.Runtime[1:]...)
-	args = append(args, "kill")
+	args := []string{"kill"}
 	if all {
 		args = append(args, "--all")
 	}
 	m.run.Lock()
-	cmd := exec.Command(m.cfg.Runtime[0], append(args, m.cfg.ID, strconv.Itoa(sig))...)
+	cmd := m.runtime(append(args, m.cfg.ID, strconv.Itoa(sig))...)
 	out, err := cmd.CombinedOutput()
 	m.run.Unlock()
 	if err != nil {

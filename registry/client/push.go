@@ -57,7 +57,7 @@ func (c *Client) Push(ctx context.Context, s *image.Store, name, dst string, o P
 	}
 	repo := c.Repository(ref, false)
 	res.Target = img.Target
-	var pushed []digest.Digest // manifests, with their blobs
+	var pushed []digest.Digest // configs and layers, to label with this repository
 	var push func(d ocispec.Descriptor, tag string, depth int) error
 	push = func(d ocispec.Descriptor, tag string, depth int) error {
 		if depth > 4 {
@@ -110,11 +110,7 @@ func (c *Client) Push(ctx context.Context, s *image.Store, name, dst string, o P
 		if tag != "" {
 			where = tag
 		}
-		if err := repo.putManifest(ctx, where, mt, b); err != nil {
-			return err
-		}
-		pushed = append(pushed, d.Digest)
-		return nil
+		return repo.putManifest(ctx, where, mt, b)
 	}
 	tag := ref.Tag
 	top := img.Target

@@ -314,7 +314,11 @@ func (r *Runtime) Create(id string, o *CreateOpts) (c *Container, err error) {
 	// the limits and the config's copy. As in runc, the limits are in
 	// force before the first hook runs (setup waits for them there), so
 	// long before anything of the container's own.
+	// The closure gets its own copies: a failing return sets the named
+	// result c to nil while this may still run.
+	own, cgm := c, cg
 	limits = inBackground(func() error {
+		c, cg := own, cgm
 		if err := cg.Set(spec.Linux.Resources); err != nil {
 			return err
 		}

@@ -32,7 +32,7 @@ test:
 
 # Only the tests that need neither root nor extra packages.
 test-unit:
-	$(GO) test -race ./runtime/seccomp/ ./runtime/config/ ./runtime/cgroups/ ./image/content/ ./image/metadata/ ./engine/logs/
+	$(GO) test -race ./runtime/seccomp/ ./runtime/config/ ./runtime/cgroups/ ./image/content/ ./image/metadata/ ./engine/logs/ ./dockerapi/
 
 bench:
 	bench/runtime.sh

@@ -18,7 +18,12 @@ type Container struct {
 	Image   string        `json:"image"`   // as the user named it
 	ImageID digest.Digest `json:"imageId"` // its config's digest
 	Spec    Spec          `json:"spec"`
-	State   State         `json:"state"`
+	// Path and Args are the command, Env the environment, that the image
+	// and the spec make (what inspect shows).
+	Path  string   `json:"path"`
+	Args  []string `json:"args,omitempty"`
+	Env   []string `json:"env,omitempty"`
+	State State    `json:"state"`
 	// Snapshot is the key of the container's read-write layer.
 	Snapshot string `json:"snapshot"`
 }
@@ -52,6 +57,29 @@ type Spec struct {
 	StopSignal string `json:"stopSignal,omitempty"`
 	// StopTimeout is the seconds stop waits before SIGKILL (nil: 10).
 	StopTimeout *int `json:"stopTimeout,omitempty"`
+	// Ports publish container ports on the host (-p).
+	Ports []PortMapping `json:"ports,omitempty"`
+	// Healthcheck, if set, replaces the image's HEALTHCHECK.
+	Healthcheck *Healthcheck `json:"healthcheck,omitempty"`
+}
+
+// PortMapping publishes a container port on the host.
+type PortMapping struct {
+	HostIP        string `json:"hostIP,omitempty"` // "" is every address
+	HostPort      uint16 `json:"hostPort"`
+	ContainerPort uint16 `json:"containerPort"`
+	Protocol      string `json:"protocol"` // tcp, udp
+}
+
+// Healthcheck is a command run in the container to tell whether it is
+// healthy: Docker's HEALTHCHECK.
+type Healthcheck struct {
+	// Test is ["NONE"], ["CMD", args...] or ["CMD-SHELL", command].
+	Test        []string      `json:"test,omitempty"`
+	Interval    time.Duration `json:"interval,omitempty"`
+	Timeout     time.Duration `json:"timeout,omitempty"`
+	StartPeriod time.Duration `json:"startPeriod,omitempty"`
+	Retries     int           `json:"retries,omitempty"`
 }
 
 // Mount is a bind or tmpfs mount.
@@ -102,6 +130,38 @@ type State struct {
 	StoppedByUser bool `json:"stoppedByUser,omitempty"`
 	// Runtime is the runtime the running process was started with.
 	Runtime string `json:"runtime,omitempty"`
+	// Net is the container's place on its network while it runs.
+	Net *NetState `json:"net,omitempty"`
+	// Health is the health check's verdict, for containers that have one.
+	Health *Health `json:"health,omitempty"`
+}
+
+// NetState is a running container's network attachment.
+type NetState struct {
+	Network   string `json:"network"`
+	NetworkID string `json:"networkId,omitempty"`
+	// Netns is the bind-mounted network namespace file.
+	Netns     string `json:"netns"`
+	Interface string `json:"interface,omitempty"`
+	IP        string `json:"ip,omitempty"`
+	PrefixLen int    `json:"prefixLen,omitempty"`
+	Gateway   string `json:"gateway,omitempty"`
+	MAC       string `json:"mac,omitempty"`
+}
+
+// Health is a health check's state: starting, healthy or unhealthy.
+type Health struct {
+	Status        string        `json:"status"`
+	FailingStreak int           `json:"failingStreak"`
+	Log           []HealthProbe `json:"log,omitempty"`
+}
+
+// HealthProbe is one run of a health check (the last few are kept).
+type HealthProbe struct {
+	Start    time.Time `json:"start"`
+	End      time.Time `json:"end"`
+	ExitCode int       `json:"exitCode"`
+	Output   string    `json:"output"`
 }
 
 // save writes the record atomically.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/image"
+	"github.com/berth-dev/berth/image/runspec"
 )
 
 // CreateOptions are a container's name, image and spec.
@@ -24,6 +26,15 @@ type CreateOptions struct {
 // validName is Docker's container name grammar.
 var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 
+// ErrInvalid: what was asked for is malformed or impossible.
+var ErrInvalid = errors.New("invalid argument")
+
+// invalid marks an error as ErrInvalid and keeps its own message.
+type invalid struct{ error }
+
+func (invalid) Is(target error) bool { return target == ErrInvalid }
+func (i invalid) Unwrap() error      { return i.error }
+
 // ErrImageNotFound: the image is not in the store.
 var ErrImageNotFound = errors.New("no such image")
 
@@ -31,10 +42,10 @@ var ErrImageNotFound = errors.New("no such image")
 // image, nothing running. Whatever fails leaves nothing behind.
 func (e *Engine) Create(ctx context.Context, o CreateOptions) (Container, error) {
 	if err := e.validate(&o.Spec); err != nil {
-		return Container{}, err
+		return Container{}, invalid{err}
 	}
 	if o.Name != "" && !validName.MatchString(strings.TrimPrefix(o.Name, "/")) {
-		return Container{}, fmt.Errorf("invalid container name %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", o.Name)
+		return Container{}, invalid{fmt.Errorf("invalid container name %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", o.Name)}
 	}
 	img, err := e.Images.Get(o.Image)
 	if err != nil {
@@ -43,21 +54,46 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (Container, error)
 		}
 		return Container{}, err
 	}
+	m, _, err := e.Images.Manifest(img.Target, "")
+	if err != nil {
+		return Container{}, err
+	}
+	icfg, err := e.Images.Config(m)
+	if err != nil {
+		return Container{}, err
+	}
+	opts := runspec.Options{Entrypoint: o.Spec.Entrypoint, Cmd: o.Spec.Cmd, Env: o.Spec.Env, Terminal: o.Spec.Tty}
+	args, err := runspec.Command(icfg.Config, opts)
+	if err != nil {
+		return Container{}, invalid{err}
+	}
+	env, err := runspec.Environment(icfg.Config, opts)
+	if err != nil {
+		return Container{}, invalid{err}
+	}
 	res, err := e.Images.Unpack(img.Target, "")
 	if err != nil {
 		return Container{}, fmt.Errorf("unpack %s: %w", o.Image, err)
 	}
 	id := newID()
+	o.Spec.Healthcheck = mergeHealthcheck(o.Spec.Healthcheck, e.imageHealthcheck(m))
+	o.Spec.Mounts = withImageVolumes(o.Spec.Mounts, runspec.Volumes(icfg))
+	made, err := e.volumes.prepare(o.Spec.Mounts, id)
+	if err != nil {
+		return Container{}, err
+	}
 	name := strings.TrimPrefix(o.Name, "/")
 	if err := e.reserveName(&name, id); err != nil {
+		e.volumes.removeAll(made)
 		return Container{}, err
 	}
 	rec := Container{
 		ID: id, Name: name, Created: time.Now().UTC(), Image: o.Image, ImageID: img.ID,
-		Spec: o.Spec, State: State{Status: Created}, Snapshot: "container-" + id,
+		Spec: o.Spec, Path: args[0], Args: args[1:], Env: env, State: State{Status: Created}, Snapshot: "container-" + id,
 	}
 	dir := e.containerDir(id)
 	fail := func(err error) (Container, error) {
+		e.volumes.removeAll(made)
 		e.Images.Snapshots.Remove(rec.Snapshot)
 		os.RemoveAll(dir)
 		e.mu.Lock()
@@ -138,9 +174,17 @@ func (e *Engine) validate(s *Spec) error {
 		return errors.New("--rm and a restart policy cannot go together")
 	}
 	switch s.Network {
-	case "", "none", "host":
+	case "none", "host":
 	default:
-		return fmt.Errorf("network %q not found", s.Network)
+		if e.cfg.Networks == nil {
+			if s.Network == "" {
+				break
+			}
+			return fmt.Errorf("network %s not found: this engine has no networks configured", s.Network)
+		}
+		if _, err := e.cfg.Networks.Get(e.networkOf(*s)); err != nil {
+			return fmt.Errorf("network %s not found", s.Network)
+		}
 	}
 	for _, m := range s.Mounts {
 		if !filepath.IsAbs(m.Destination) || filepath.Clean(m.Destination) == "/" {
@@ -155,8 +199,12 @@ func (e *Engine) validate(s *Spec) error {
 				return fmt.Errorf("bind source path does not exist: %s", m.Source)
 			}
 		case "tmpfs":
+		case "volume":
+			if m.Source != "" && !validName.MatchString(m.Source) {
+				return fmt.Errorf("invalid volume name %q: [a-zA-Z0-9][a-zA-Z0-9_.-]*", m.Source)
+			}
 		default:
-			return fmt.Errorf("mount %s: type %q is not bind or tmpfs", m.Destination, m.Type)
+			return fmt.Errorf("mount %s: type %q is not bind, volume or tmpfs", m.Destination, m.Type)
 		}
 	}
 	if s.Resources.Memory < 0 || (s.Resources.Memory > 0 && s.Resources.Memory < 6<<20) {
@@ -168,6 +216,40 @@ func (e *Engine) validate(s *Spec) error {
 	if s.StopSignal != "" {
 		if _, err := parseSignal(s.StopSignal); err != nil {
 			return err
+		}
+	}
+	seen := map[string]bool{}
+	for _, p := range s.Ports {
+		if p.Protocol != "tcp" && p.Protocol != "udp" {
+			return fmt.Errorf("port %d: protocol %q is not tcp or udp", p.ContainerPort, p.Protocol)
+		}
+		if p.ContainerPort == 0 {
+			return errors.New("a published port needs a container port (1-65535)")
+		}
+		if p.HostIP != "" && net.ParseIP(p.HostIP) == nil {
+			return fmt.Errorf("port %d: host address %q is not an IP address", p.ContainerPort, p.HostIP)
+		}
+		if s.Network == "none" || s.Network == "host" {
+			return fmt.Errorf("ports cannot be published with --network %s", s.Network)
+		}
+		key := fmt.Sprintf("%s:%d/%s", p.HostIP, p.HostPort, p.Protocol)
+		if p.HostPort != 0 && seen[key] {
+			return fmt.Errorf("host port %s is published twice", key)
+		}
+		seen[key] = true
+	}
+	if h := s.Healthcheck; h != nil && len(h.Test) > 0 {
+		switch h.Test[0] {
+		case "NONE":
+		case "CMD", "CMD-SHELL":
+			if len(h.Test) < 2 {
+				return fmt.Errorf("health check %s has no command", h.Test[0])
+			}
+		default:
+			return fmt.Errorf("health check test %q: NONE, CMD or CMD-SHELL", h.Test[0])
+		}
+		if h.Interval < 0 || h.Timeout < 0 || h.StartPeriod < 0 || h.Retries < 0 {
+			return errors.New("health check interval, timeout, start period and retries cannot be negative")
 		}
 	}
 	return nil

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth-dev/berth/engine/network"
 	"github.com/berth-dev/berth/engine/shim"
 	"github.com/berth-dev/berth/image"
 )
@@ -44,6 +45,9 @@ type Config struct {
 	LogMaxSize  int64
 	LogMaxFiles int
 	Logger      *slog.Logger
+	// Networks attaches containers to networks; without it containers
+	// get --network none unless they ask for host.
+	Networks *network.Manager
 }
 
 // Engine is the container engine.
@@ -56,6 +60,8 @@ type Engine struct {
 	mu         sync.Mutex
 	containers map[string]*container
 	names      map[string]string // name -> ID
+	execs      execs
+	volumes    *volumes
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -131,8 +137,25 @@ func Open(cfg Config, images *image.Store) (*Engine, error) {
 		e.containers[rec.ID] = c
 		e.names[rec.Name] = rec.ID
 	}
+	e.volumes = &volumes{dir: filepath.Join(cfg.Root, "volumes")}
+	if err := os.MkdirAll(e.volumes.dir, 0o700); err != nil {
+		return nil, err
+	}
 	for _, c := range e.containers {
 		e.restore(c)
+	}
+	if cfg.Networks != nil {
+		// Namespaces of containers that are not running any more (their
+		// exit came while the engine was down, or the engine died
+		// between an exit and its cleanup) are undone.
+		cfg.Networks.Reconcile(ctx, func(id string) (string, bool) {
+			c, err := e.lookup(id)
+			if err != nil || c.snapshot().ID != id {
+				return "", false
+			}
+			rec := c.snapshot()
+			return e.networkOf(rec.Spec), rec.State.Status == Running
+		})
 	}
 	return e, nil
 }
@@ -144,6 +167,12 @@ func (e *Engine) Close() {
 }
 
 func (e *Engine) containerDir(id string) string { return filepath.Join(e.cfg.Root, "containers", id) }
+
+// Networks is the engine's network manager (nil: networking is off).
+func (e *Engine) Networks() *network.Manager { return e.cfg.Networks }
+
+// ContainerDir is where a container's record, bundle and log are.
+func (e *Engine) ContainerDir(id string) string { return e.containerDir(id) }
 func (e *Engine) monitorDir(id string) string {
 	return filepath.Join(e.cfg.RunDir, "m", id[:min(len(id), 32)])
 }
@@ -180,6 +209,7 @@ func (e *Engine) restore(c *container) {
 			c.exited = make(chan struct{})
 			c.mu.Unlock()
 			e.watch(c, mon)
+			e.monitorHealth(c)
 			return
 		}
 		if exit == nil {

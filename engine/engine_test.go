@@ -168,7 +168,7 @@ func TestBadCreatesNameTheProblemAndLeaveNothing(t *testing.T) {
 		{"", busybox, engine.Spec{Restart: engine.RestartPolicy{Name: "sometimes"}}, `invalid restart policy "sometimes"`},
 		{"", busybox, engine.Spec{Mounts: []engine.Mount{{Type: "bind", Source: "/no/such/dir", Destination: "/x"}}}, "bind source path does not exist: /no/such/dir"},
 		{"", busybox, engine.Spec{Resources: engine.Resources{Memory: 1000}}, "below the minimum"},
-		{"", busybox, engine.Spec{Network: "mynet"}, `network "mynet" not found`},
+		{"", busybox, engine.Spec{Network: "mynet"}, `network mynet not found`},
 		{"", busybox, engine.Spec{StopSignal: "SIGNOPE"}, `invalid signal "SIGNOPE"`},
 	} {
 		_, err := v.e.Create(ctx(t), engine.CreateOptions{Name: tc.name, Image: tc.image, Spec: tc.spec})

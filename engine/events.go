@@ -26,6 +26,10 @@ const keptEvents = 1024
 
 func newEvents() *Events { return &Events{subs: map[chan Event]bool{}} }
 
+// Publish sends an event to the subscribers (the API's image events go
+// through the engine's bus too, so that one stream has them all).
+func (b *Events) Publish(ev Event) { b.publish(ev) }
+
 func (b *Events) publish(ev Event) {
 	if ev.Time.IsZero() {
 		ev.Time = time.Now().UTC()

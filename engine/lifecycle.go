@@ -16,10 +16,12 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/engine/logs"
+	"github.com/berth-dev/berth/engine/network"
 	"github.com/berth-dev/berth/engine/shim"
 	"github.com/berth-dev/berth/image/metadata"
 	"github.com/berth-dev/berth/image/runspec"
 	"github.com/berth-dev/berth/image/snapshot"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -48,13 +50,32 @@ func (e *Engine) start(ctx context.Context, c *container) error {
 	if runtimeName == "" {
 		runtimeName = e.cfg.DefaultRuntime
 	}
-	fail := func(err error) error {
+	var fail func(err error) error
+	fail = func(err error) error {
 		snapshot.Unmount(filepath.Join(e.containerDir(rec.ID), "bundle", "rootfs"))
 		e.update(c, func(r *Container) { r.State.Error = err.Error() })
 		e.Events.publish(Event{Type: "container", Action: "die", ID: rec.ID, Attributes: map[string]string{"name": rec.Name, "error": err.Error()}})
 		return err
 	}
-	if err := e.bundle(rec); err != nil {
+	var att *network.Attachment
+	if netName := e.networkOf(rec.Spec); netName != "none" && netName != "host" {
+		ports := make([]network.PortMapping, len(rec.Spec.Ports))
+		for i, p := range rec.Spec.Ports {
+			ports[i] = network.PortMapping(p)
+		}
+		a, err := e.cfg.Networks.Attach(ctx, rec.ID, netName, ports)
+		if err != nil {
+			return fail(err)
+		}
+		att = &a
+		failBefore := fail
+		fail = func(err error) error {
+			e.cfg.Networks.Detach(context.Background(), rec.ID, netName)
+			e.update(c, func(r *Container) { r.State.Net = nil })
+			return failBefore(err)
+		}
+	}
+	if err := e.bundle(rec, att); err != nil {
 		return fail(err)
 	}
 	dir := e.monitorDir(rec.ID)
@@ -62,7 +83,7 @@ func (e *Engine) start(ctx context.Context, c *container) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fail(err)
 	}
-	rt := append(append([]string{}, e.cfg.Runtimes[runtimeName]...), "--root", filepath.Join(e.cfg.RunDir, "runtime", runtimeName))
+	rt := e.runtimeCommand(runtimeName)
 	cfg := shim.Config{
 		ID: rec.ID, Runtime: rt, Bundle: filepath.Join(e.containerDir(rec.ID), "bundle"),
 		Terminal: rec.Spec.Tty, Stdin: rec.Spec.OpenStdin, StdinOnce: rec.Spec.StdinOnce,
@@ -91,29 +112,73 @@ func (e *Engine) start(ctx context.Context, c *container) error {
 		return fail(err)
 	}
 	e.update(c, func(r *Container) {
-		r.State = State{Status: Running, Pid: pid, StartedAt: time.Now().UTC(), RestartCount: r.State.RestartCount, Runtime: runtimeName}
+		r.State = State{Status: Running, Pid: pid, StartedAt: time.Now().UTC(), RestartCount: r.State.RestartCount, Runtime: runtimeName, Net: netState(att)}
+		if h := e.healthConfig(*r); h != nil {
+			r.State.Health = &Health{Status: "starting"}
+		}
 	})
 	e.Events.publish(Event{Type: "container", Action: "start", ID: rec.ID, Attributes: map[string]string{"name": rec.Name, "image": rec.Image}})
 	e.watch(c, mon)
+	e.monitorHealth(c)
 	return nil
+}
+
+// networkOf is the network a spec asks for: its own, or the default one
+// (none where the engine has no networks).
+func (e *Engine) networkOf(s Spec) string {
+	if s.Network != "" {
+		return s.Network
+	}
+	if e.cfg.Networks == nil {
+		return "none"
+	}
+	return network.DefaultName
+}
+
+// detach takes a container off its network, if it is on one.
+func (e *Engine) detach(c *container, rec Container) {
+	if rec.State.Net == nil || e.cfg.Networks == nil {
+		return
+	}
+	if err := e.cfg.Networks.Detach(context.Background(), rec.ID, rec.State.Net.Network); err != nil {
+		e.log.Warn("detach from network", "id", rec.ID, "network", rec.State.Net.Network, "err", err)
+	}
+	e.update(c, func(r *Container) { r.State.Net = nil })
+}
+
+func netState(a *network.Attachment) *NetState {
+	if a == nil {
+		return nil
+	}
+	return &NetState{Network: a.Network, NetworkID: a.NetworkID, Netns: a.Netns, Interface: a.Interface, IP: a.IP.String(), PrefixLen: a.PrefixLen, Gateway: a.Gateway.String(), MAC: a.MAC}
+}
+
+// imageConfig is the configuration of the container's image.
+func (e *Engine) imageConfig(rec Container) (ocispec.Image, error) {
+	img, err := e.Images.Get(rec.ImageID.String())
+	if err != nil {
+		return ocispec.Image{}, fmt.Errorf("image %s: %w", rec.Image, err)
+	}
+	m, _, err := e.Images.Manifest(img.Target, "")
+	if err != nil {
+		return ocispec.Image{}, err
+	}
+	return e.Images.Config(m)
+}
+
+// runtimeCommand is a runtime's command line with its state directory.
+func (e *Engine) runtimeCommand(name string) []string {
+	return append(append([]string{}, e.cfg.Runtimes[name]...), "--root", filepath.Join(e.cfg.RunDir, "runtime", name))
 }
 
 func (e *Engine) logPath(id string) string { return filepath.Join(e.containerDir(id), "log.json") }
 
 // bundle mounts the container's root filesystem (if it is not) and
 // writes the runtime spec.
-func (e *Engine) bundle(rec Container) error {
+func (e *Engine) bundle(rec Container, att *network.Attachment) error {
 	dir := filepath.Join(e.containerDir(rec.ID), "bundle")
 	rootfs := filepath.Join(dir, "rootfs")
-	img, err := e.Images.Get(rec.ImageID.String())
-	if err != nil {
-		return fmt.Errorf("image %s: %w", rec.Image, err)
-	}
-	m, _, err := e.Images.Manifest(img.Target, "")
-	if err != nil {
-		return err
-	}
-	cfg, err := e.Images.Config(m)
+	cfg, err := e.imageConfig(rec)
 	if err != nil {
 		return err
 	}
@@ -154,6 +219,19 @@ func (e *Engine) bundle(rec Container) error {
 			}
 		}
 		spec.Linux.Namespaces = ns
+		// The host's network is not the container's to tune.
+		for k := range spec.Linux.Sysctl {
+			if strings.HasPrefix(k, "net.") {
+				delete(spec.Linux.Sysctl, k)
+			}
+		}
+	}
+	if att != nil {
+		for i, n := range spec.Linux.Namespaces {
+			if n.Type == specs.NetworkNamespace {
+				spec.Linux.Namespaces[i].Path = att.Netns
+			}
+		}
 	}
 	for _, mnt := range s.Mounts {
 		switch mnt.Type {
@@ -163,6 +241,16 @@ func (e *Engine) bundle(rec Container) error {
 				opts = append(opts, "ro")
 			}
 			spec.Mounts = append(spec.Mounts, specs.Mount{Destination: mnt.Destination, Type: "bind", Source: mnt.Source, Options: opts})
+		case "volume":
+			src, err := e.volumeSource(mnt.Source)
+			if err != nil {
+				return err
+			}
+			opts := []string{"rbind", "rprivate"}
+			if mnt.ReadOnly {
+				opts = append(opts, "ro")
+			}
+			spec.Mounts = append(spec.Mounts, specs.Mount{Destination: mnt.Destination, Type: "bind", Source: src, Options: opts})
 		case "tmpfs":
 			opts := append([]string{"nosuid", "nodev", "noexec"}, mnt.Options...)
 			if mnt.ReadOnly {
@@ -190,6 +278,16 @@ func (e *Engine) bundle(rec Container) error {
 	spec.Linux.CgroupsPath = path.Join(e.cfg.CgroupParent, rec.ID)
 	if err := runspec.EtcFiles(spec, e.containerDir(rec.ID)); err != nil {
 		return err
+	}
+	if att != nil {
+		// The container's own address under its name, as Docker's
+		// /etc/hosts has it.
+		f, err := os.OpenFile(filepath.Join(e.containerDir(rec.ID), "hosts"), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(f, "%s\t%s\n", att.IP, hostname)
+		f.Close()
 	}
 	b, err := json.MarshalIndent(spec, "", "\t")
 	if err != nil {
@@ -240,6 +338,7 @@ func (e *Engine) exited(c *container, exit shim.Exit) {
 	})
 	snapshot.Unmount(filepath.Join(e.containerDir(rec.ID), "bundle", "rootfs"))
 	os.RemoveAll(e.monitorDir(rec.ID))
+	e.detach(c, rec)
 	c.mu.Lock()
 	if c.exited != nil {
 		select {
@@ -426,6 +525,8 @@ func (e *Engine) Wait(ctx context.Context, ref, condition string) (int, error) {
 type RemoveOptions struct {
 	// Force kills a running container first.
 	Force bool
+	// Volumes removes the container's anonymous volumes too.
+	Volumes bool
 }
 
 // Remove removes a container: its layer, files and name.
@@ -459,6 +560,7 @@ func (e *Engine) Remove(ctx context.Context, ref string, o RemoveOptions) error 
 		}
 	}
 	e.update(c, func(r *Container) { r.State.Status = Removing })
+	e.detach(c, rec)
 	rootfs := filepath.Join(e.containerDir(rec.ID), "bundle", "rootfs")
 	if err := snapshot.Unmount(rootfs); err != nil {
 		return err
@@ -475,6 +577,12 @@ func (e *Engine) Remove(ctx context.Context, ref string, o RemoveOptions) error 
 		delete(e.names, rec.Name)
 	}
 	e.mu.Unlock()
+	e.forgetExecs(rec.ID)
+	for _, m := range rec.Spec.Mounts {
+		if vol, err := e.volumes.get(m.Source); m.Type == "volume" && err == nil && vol.Anonymous && vol.Owner == rec.ID && o.Volumes {
+			e.RemoveVolume(vol.Name, true)
+		}
+	}
 	e.Events.publish(Event{Type: "container", Action: "destroy", ID: rec.ID, Attributes: map[string]string{"name": rec.Name, "image": rec.Image}})
 	return nil
 }

@@ -17,7 +17,7 @@ source hack/lib.sh
 # of image archives; docker-registry: a registry Berth pulls from and pushes
 # to; apache2-utils: htpasswd for the registry auth tests.
 # uidmap, iproute2, procps, git: tools the tests and checks call.
-need_packages busybox-static iproute2 procps runc containerd podman skopeo docker.io docker-registry apache2-utils uidmap git curl "${build_packages[@]}"
+need_packages busybox-static iproute2 procps iptables containernetworking-plugins runc containerd podman skopeo docker.io docker-registry apache2-utils uidmap git curl "${build_packages[@]}"
 need_go
 
 echo ">> go mod download"
@@ -41,7 +41,7 @@ go vet -tags berthrunc ./cmd/berth
 go vet -tags berthshim ./cmd/berth
 
 echo ">> unit tests (race detector)"
-go test -race -count=1 ./runtime/seccomp/ ./runtime/config/ ./runtime/cgroups/ ./image/content/ ./image/metadata/ ./engine/logs/
+go test -race -count=1 ./runtime/seccomp/ ./runtime/config/ ./runtime/cgroups/ ./image/content/ ./image/metadata/ ./engine/logs/ ./dockerapi/
 
 echo ">> integration tests (root)"
 go test -count=1 -timeout 20m ./...

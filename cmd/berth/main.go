@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"strings"
 
 	"github.com/berth-dev/berth/cmd/berth/commands/runtimecmd"
 	"github.com/spf13/cobra"
@@ -58,6 +59,13 @@ func main() {
 	var ec runtimecmd.ExitCode
 	if errors.As(err, &ec) {
 		os.Exit(int(ec))
+	}
+	var se interface{ ExitStatus() int }
+	if errors.As(err, &se) {
+		if msg := err.Error(); !strings.HasPrefix(msg, "exit status ") {
+			fmt.Fprintln(os.Stderr, "berth:", msg)
+		}
+		os.Exit(se.ExitStatus())
 	}
 	fmt.Fprintln(os.Stderr, "berth:", err)
 	os.Exit(1)

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/berth-dev/berth/cmd/berth/commands/daemoncmd"
+	"github.com/berth-dev/berth/cmd/berth/commands/enginecmd"
 	"github.com/berth-dev/berth/cmd/berth/commands/imagecmd"
 	"github.com/berth-dev/berth/cmd/berth/commands/registrycmd"
 	"github.com/berth-dev/berth/cmd/berth/commands/runtimecmd"
@@ -37,6 +39,8 @@ func newRoot() *cobra.Command {
 		Long: `Berth runs containers from an OCI bundle up to a Kubernetes-style cluster.
 
 Each layer works with the tools people already use:
+  berth daemon        the container engine, serving the Docker Engine API
+  berth run, ps, ...  docker's verbs, against the daemon (-H, BERTH_HOST)
   berth runtime ...   an OCI runtime with runc's command line (also as berth-runc)
   berth image ...     images: import, load, save, ls, inspect, tag, rm, prune, unpack
   berth registry ...  an OCI registry server`,
@@ -60,7 +64,28 @@ Each layer works with the tools people already use:
 	}
 	root.AddCommand(runtimecmd.New("runtime"))
 	root.AddCommand(imagecmd.New(g))
-	root.AddCommand(imagecmd.PullCmd(g), imagecmd.PushCmd(g), imagecmd.LoginCmd(), imagecmd.LogoutCmd())
+	eg := &enginecmd.Globals{}
+	pf.StringVarP(&eg.Host, "host", "H", "", "the daemon's socket, unix:///path (env BERTH_HOST; default "+enginecmd.DefaultHost+")")
+	pullCmd := imagecmd.PullCmd(g)
+	storePull := pullCmd.RunE
+	pullCmd.RunE = func(cmd *cobra.Command, args []string) error {
+		// Through the daemon when one answers (it holds the store);
+		// straight into the store when none runs.
+		if eg.Host != "" || os.Getenv("BERTH_HOST") != "" || eg.Reachable(cmd.Context()) {
+			q, _ := cmd.Flags().GetBool("quiet")
+			return enginecmd.PullThroughDaemon(eg, cmd, args[0], q)
+		}
+		return storePull(cmd, args)
+	}
+	root.AddCommand(pullCmd, imagecmd.PushCmd(g), imagecmd.LoginCmd(), imagecmd.LogoutCmd())
+	root.AddCommand(daemoncmd.New(&g.Root, func() *slog.Logger { return g.Log }))
+	root.AddCommand(
+		enginecmd.RunCmd(eg), enginecmd.CreateCmd(eg), enginecmd.StartCmd(eg), enginecmd.StopCmd(eg, false),
+		enginecmd.StopCmd(eg, true), enginecmd.KillCmd(eg), enginecmd.RmCmd(eg), enginecmd.WaitCmd(eg),
+		enginecmd.PsCmd(eg), enginecmd.LogsCmd(eg), enginecmd.ExecCmd(eg), enginecmd.InspectCmd(eg),
+		enginecmd.TopCmd(eg), enginecmd.AttachCmd(eg), enginecmd.EventsCmd(eg), enginecmd.StatsCmd(eg),
+		enginecmd.ImagesCmd(eg), enginecmd.NetworkCmd(eg), enginecmd.VolumeCmd(eg), enginecmd.CpCmd(eg),
+	)
 	root.AddCommand(registrycmd.New(&g.Root, func() *slog.Logger { return g.Log }))
 	root.AddCommand(&cobra.Command{
 		Use:   "version",

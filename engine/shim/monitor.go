@@ -246,6 +246,9 @@ func (m *monitor) runtimeError(op string, err error) error {
 	return errors.New(msg)
 }
 
+// execHold bounds how long an exited exec's output waits for its attach.
+const execHold = 30 * time.Second
+
 // release lets the output flow: to the log and to the attached.
 func (m *monitor) release() {
 	m.relOnce.Do(func() {
@@ -267,6 +270,15 @@ func (m *monitor) serve() {
 	}
 	go m.accept()
 	exit := m.reap()
+	if m.cfg.Process != "" {
+		// An exec's output is for its attach, which may come after a
+		// quick process's exit: it is held for it (or a release), but
+		// not for ever.
+		select {
+		case <-m.released:
+		case <-time.After(execHold):
+		}
+	}
 	// The output until its writers are gone; a process that left a
 	// child holding it (in the host's PID namespace) gets two seconds.
 	drained := make(chan struct{})

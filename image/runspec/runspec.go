@@ -256,6 +256,16 @@ func Generate(img ocispec.Image, o Options) (*specs.Spec, error) {
 	return spec, nil
 }
 
+// Command is the process's argv for an image and a run's options, as
+// Generate makes it.
+func Command(cfg ocispec.ImageConfig, o Options) ([]string, error) { return command(cfg, o) }
+
+// Environment is the process's environment for an image's and a run's
+// options, as Generate makes it.
+func Environment(cfg ocispec.ImageConfig, o Options) ([]string, error) {
+	return environment(cfg.Env, o)
+}
+
 // command joins entrypoint and command by Docker's rules: a run's
 // entrypoint replaces the image's and drops the image's Cmd, whose
 // arguments were written for the entrypoint it replaces.

@@ -38,6 +38,7 @@ bench:
 	bench/runtime.sh
 	bench/unpack.sh
 	bench/pull.sh
+	bench/engine.sh
 
 clean:
 	rm -rf bin _output

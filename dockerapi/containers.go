@@ -310,7 +310,7 @@ func (s *Server) summary(c engine.Container) container.Summary {
 	sum.Status = status(c, health)
 	sum.HostConfig.NetworkMode = networkMode(c)
 	sum.NetworkSettings = &container.NetworkSettingsSummary{Networks: endpoints(c)}
-	for _, p := range c.Spec.Ports {
+	for _, p := range publishedPorts(c) {
 		ps := container.PortSummary{PrivatePort: p.ContainerPort, PublicPort: p.HostPort, Type: p.Protocol}
 		ip := p.HostIP
 		if ip == "" {
@@ -320,6 +320,15 @@ func (s *Server) summary(c engine.Container) container.Summary {
 		sum.Ports = append(sum.Ports, ps)
 	}
 	return sum
+}
+
+// publishedPorts are the ports as they are published now (with the host
+// ports allocated for -p CONTAINER), or as asked while not running.
+func publishedPorts(c engine.Container) []engine.PortMapping {
+	if c.State.Status == engine.Running && c.State.Net != nil {
+		return c.State.Net.Ports
+	}
+	return c.Spec.Ports
 }
 
 func networkMode(c engine.Container) string {
@@ -444,9 +453,16 @@ func (s *Server) inspect(c engine.Container) container.InspectResponse {
 			b.HostIP, _ = netip.ParseAddr(p.HostIP)
 		}
 		hc.PortBindings[port] = append(hc.PortBindings[port], b)
-		if st.Status == engine.Running {
-			if b.HostIP == (netip.Addr{}) {
-				b.HostIP = netip.IPv4Unspecified()
+	}
+	if st.Status == engine.Running && st.Net != nil {
+		for _, p := range st.Net.Ports {
+			port, err := network.ParsePort(fmt.Sprintf("%d/%s", p.ContainerPort, p.Protocol))
+			if err != nil {
+				continue
+			}
+			b := network.PortBinding{HostPort: strconv.Itoa(int(p.HostPort)), HostIP: netip.IPv4Unspecified()}
+			if p.HostIP != "" {
+				b.HostIP, _ = netip.ParseAddr(p.HostIP)
 			}
 			ports[port] = append(ports[port], b)
 		}

@@ -147,6 +147,9 @@ type NetState struct {
 	PrefixLen int    `json:"prefixLen,omitempty"`
 	Gateway   string `json:"gateway,omitempty"`
 	MAC       string `json:"mac,omitempty"`
+	// Ports are the published ports, with the host ports allocated for
+	// those that asked for any.
+	Ports []PortMapping `json:"ports,omitempty"`
 }
 
 // Health is a health check's state: starting, healthy or unhealthy.

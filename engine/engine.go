@@ -77,6 +77,7 @@ type container struct {
 	exited   chan struct{} // closed when the current run ends
 	attaches []*pendingAttach
 	removed  bool
+	gone     chan struct{} // closed at the removal
 }
 
 func (c *container) snapshot() Container {
@@ -133,7 +134,7 @@ func Open(cfg Config, images *image.Store) (*Engine, error) {
 			e.cleanupFiles(ent.Name(), "")
 			continue
 		}
-		c := &container{rec: rec}
+		c := &container{rec: rec, gone: make(chan struct{})}
 		e.containers[rec.ID] = c
 		e.names[rec.Name] = rec.ID
 	}

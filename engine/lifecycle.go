@@ -58,16 +58,21 @@ func (e *Engine) start(ctx context.Context, c *container) error {
 		return err
 	}
 	var att *network.Attachment
+	var published []PortMapping
 	if netName := e.networkOf(rec.Spec); netName != "none" && netName != "host" {
-		ports := make([]network.PortMapping, len(rec.Spec.Ports))
-		for i, p := range rec.Spec.Ports {
-			ports[i] = network.PortMapping(p)
+		ports, err := allocatePorts(rec.Spec.Ports)
+		if err != nil {
+			return fail(err)
 		}
 		a, err := e.cfg.Networks.Attach(ctx, rec.ID, netName, ports)
 		if err != nil {
 			return fail(err)
 		}
 		att = &a
+		published = make([]PortMapping, len(ports))
+		for i, p := range ports {
+			published[i] = PortMapping(p)
+		}
 		failBefore := fail
 		fail = func(err error) error {
 			e.cfg.Networks.Detach(context.Background(), rec.ID, netName)
@@ -112,7 +117,7 @@ func (e *Engine) start(ctx context.Context, c *container) error {
 		return fail(err)
 	}
 	e.update(c, func(r *Container) {
-		r.State = State{Status: Running, Pid: pid, StartedAt: time.Now().UTC(), RestartCount: r.State.RestartCount, Runtime: runtimeName, Net: netState(att)}
+		r.State = State{Status: Running, Pid: pid, StartedAt: time.Now().UTC(), RestartCount: r.State.RestartCount, Runtime: runtimeName, Net: netState(att, published)}
 		if h := e.healthConfig(*r); h != nil {
 			r.State.Health = &Health{Status: "starting"}
 		}
@@ -146,11 +151,45 @@ func (e *Engine) detach(c *container, rec Container) {
 	e.update(c, func(r *Container) { r.State.Net = nil })
 }
 
-func netState(a *network.Attachment) *NetState {
+func netState(a *network.Attachment, ports []PortMapping) *NetState {
 	if a == nil {
 		return nil
 	}
-	return &NetState{Network: a.Network, NetworkID: a.NetworkID, Netns: a.Netns, Interface: a.Interface, IP: a.IP.String(), PrefixLen: a.PrefixLen, Gateway: a.Gateway.String(), MAC: a.MAC}
+	return &NetState{Network: a.Network, NetworkID: a.NetworkID, Netns: a.Netns, Interface: a.Interface, IP: a.IP.String(), PrefixLen: a.PrefixLen, Gateway: a.Gateway.String(), MAC: a.MAC, Ports: ports}
+}
+
+// allocatePorts gives a host port to each mapping that asks for any (-p
+// 80): one the kernel has free now, as Docker's ephemeral range does.
+func allocatePorts(spec []PortMapping) ([]network.PortMapping, error) {
+	out := make([]network.PortMapping, len(spec))
+	for i, p := range spec {
+		out[i] = network.PortMapping(p)
+		if p.HostPort != 0 {
+			continue
+		}
+		host := p.HostIP
+		if host == "" {
+			host = "0.0.0.0"
+		}
+		addr := net.JoinHostPort(host, "0")
+		switch p.Protocol {
+		case "udp":
+			c, err := net.ListenPacket("udp", addr)
+			if err != nil {
+				return nil, fmt.Errorf("allocate a host port for %d/udp: %w", p.ContainerPort, err)
+			}
+			out[i].HostPort = uint16(c.LocalAddr().(*net.UDPAddr).Port)
+			c.Close()
+		default:
+			l, err := net.Listen("tcp", addr)
+			if err != nil {
+				return nil, fmt.Errorf("allocate a host port for %d/tcp: %w", p.ContainerPort, err)
+			}
+			out[i].HostPort = uint16(l.Addr().(*net.TCPAddr).Port)
+			l.Close()
+		}
+	}
+	return out, nil
 }
 
 // imageConfig is the configuration of the container's image.
@@ -509,6 +548,8 @@ func (e *Engine) Wait(ctx context.Context, ref, condition string) (int, error) {
 			if removed {
 				return rec.State.ExitCode, nil
 			}
+			// Until the removal, not the exit (which may have been).
+			exited = c.gone
 		default:
 			return 0, fmt.Errorf("wait condition %q: not-running, next-exit or removed", condition)
 		}
@@ -570,6 +611,7 @@ func (e *Engine) Remove(ctx context.Context, ref string, o RemoveOptions) error 
 	}
 	c.mu.Lock()
 	c.removed = true
+	close(c.gone)
 	c.mu.Unlock()
 	e.mu.Lock()
 	delete(e.containers, rec.ID)

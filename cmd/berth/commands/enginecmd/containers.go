@@ -64,7 +64,11 @@ long a container has been up and its health, or how it exited.`,
 			}
 			if quiet {
 				for _, s := range res.Items {
-					fmt.Fprintln(cmd.OutOrStdout(), shortID(s.ID))
+					if noTrunc {
+						fmt.Fprintln(cmd.OutOrStdout(), s.ID)
+					} else {
+						fmt.Fprintln(cmd.OutOrStdout(), shortID(s.ID))
+					}
 				}
 				return nil
 			}

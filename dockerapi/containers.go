@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -95,6 +94,12 @@ func specOf(req container.CreateRequest) (engine.Spec, error) {
 	if h := cfg.Healthcheck; h != nil {
 		sp.Healthcheck = &engine.Healthcheck{Test: h.Test, Interval: h.Interval, Timeout: h.Timeout, StartPeriod: h.StartPeriod, Retries: h.Retries}
 	}
+	if err := unsupported(cfg, hc); err != nil {
+		return sp, err
+	}
+	for dst := range cfg.Volumes {
+		sp.Mounts = append(sp.Mounts, engine.Mount{Type: "volume", Destination: dst})
+	}
 	for _, b := range hc.Binds {
 		m, err := parseBind(b)
 		if err != nil {
@@ -154,6 +159,44 @@ func specOf(req container.CreateRequest) (engine.Spec, error) {
 		}
 	}
 	return sp, nil
+}
+
+// unsupported refuses what Berth would otherwise drop on the floor: a
+// container that silently lacked no-new-privileges, a device or a DNS
+// server it was asked for would be worse than an error.
+func unsupported(cfg *container.Config, hc *container.HostConfig) error {
+	var what []string
+	if len(hc.SecurityOpt) > 0 {
+		what = append(what, "--security-opt")
+	}
+	if len(hc.Devices) > 0 || len(hc.DeviceRequests) > 0 || len(hc.DeviceCgroupRules) > 0 {
+		what = append(what, "--device")
+	}
+	if len(hc.Ulimits) > 0 {
+		what = append(what, "--ulimit")
+	}
+	if hc.PublishAllPorts {
+		what = append(what, "--publish-all")
+	}
+	if len(hc.DNS) > 0 || len(hc.DNSOptions) > 0 || len(hc.DNSSearch) > 0 {
+		what = append(what, "--dns")
+	}
+	if len(hc.ExtraHosts) > 0 {
+		what = append(what, "--add-host")
+	}
+	if len(hc.VolumesFrom) > 0 {
+		what = append(what, "--volumes-from")
+	}
+	if hc.PidMode != "" || hc.IpcMode != "" && hc.IpcMode != "private" && hc.IpcMode != "shareable" || hc.UTSMode != "" || hc.UsernsMode != "" {
+		what = append(what, "--pid/--ipc/--uts/--userns")
+	}
+	if len(hc.Sysctls) > 0 {
+		what = append(what, "--sysctl")
+	}
+	if len(what) > 0 {
+		return fmt.Errorf("not supported by Berth yet: %s", strings.Join(what, ", "))
+	}
+	return nil
 }
 
 // parseBind reads -v's SRC:DST[:OPTS]: an absolute SRC is a host path,
@@ -727,7 +770,11 @@ func hijack(w http.ResponseWriter, tty bool) (net.Conn, *bufio.ReadWriter, error
 // monitor's output back, until the output ends: then the client's
 // connection is closed, which is how the docker CLI learns the process
 // is gone. The client's half-close (end of its stdin) is passed on.
-func splice(client net.Conn, cr io.Reader, mon net.Conn, mr io.Reader, stdin bool) {
+//
+// beforeClose, if set, runs between the end of the output and the close:
+// an exec's exit code is recorded there, since the client asks for it as
+// soon as its connection ends.
+func splice(client net.Conn, cr io.Reader, mon net.Conn, mr io.Reader, stdin bool, beforeClose func()) {
 	if stdin {
 		go func() {
 			io.Copy(mon, cr)
@@ -738,6 +785,9 @@ func splice(client net.Conn, cr io.Reader, mon net.Conn, mr io.Reader, stdin boo
 	}
 	io.Copy(client, mr)
 	mon.Close()
+	if beforeClose != nil {
+		beforeClose()
+	}
 	client.Close()
 }
 
@@ -757,28 +807,17 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	// The request's context ends with the hijack; the attach lives as
-	// long as the client's connection or the process.
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		// A client gone before the container starts gives up its attach.
-		var b [1]byte
-		if !stdin {
-			if _, err := brw.Read(b[:]); err != nil {
-				cancel()
-			}
-		}
-	}()
-	mon, mr, err := s.Engine.Attach(ctx, c.ID, stdin, stdout, stderr)
-	cancel()
+	// The request's context ends with the hijack. An attach made before
+	// the start waits for it; a client's end of stdin (the docker CLI
+	// half-closes at once without -i) is no reason to give up. A start
+	// that fails, or a removal, ends the wait.
+	mon, mr, err := s.Engine.Attach(context.Background(), c.ID, stdin, stdout, stderr)
 	if err != nil {
-		if !errors.Is(err, context.Canceled) {
-			frameWriter{client, 3}.Write([]byte(err.Error() + "\n"))
-		}
+		frameWriter{client, 3}.Write([]byte(err.Error() + "\n"))
 		client.Close()
 		return
 	}
-	splice(client, brw, mon, mr, stdin)
+	splice(client, brw, mon, mr, stdin, nil)
 }
 
 func (s *Server) containerResize(w http.ResponseWriter, r *http.Request) {

@@ -51,24 +51,33 @@ func (s *Server) execStart(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	mon, mr, err := s.Engine.ExecStart(context.Background(), id, true)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
+	// The upgrade first: a process that cannot start is reported in the
+	// stream and its exit code (126, 127), as Docker does, not as an
+	// HTTP error the CLI cannot read.
 	client, brw, err := hijack(w, x.Config.Tty)
 	if err != nil {
-		mon.Close()
+		return
+	}
+	mon, mr, err := s.Engine.ExecStart(context.Background(), id, true)
+	if err != nil {
+		msg := []byte(errorMessage(err) + "\n")
+		if x.Config.Tty {
+			client.Write(msg)
+		} else {
+			frameWriter{client, 2}.Write(msg)
+		}
+		client.Close()
 		return
 	}
 	if req.ConsoleSize != nil && x.Config.Tty {
 		s.Engine.ExecResize(context.Background(), id, uint16(req.ConsoleSize[0]), uint16(req.ConsoleSize[1]))
 	}
-	splice(client, brw, mon, mr, x.Config.Stdin)
-	// The client asks for the exit code next: have it recorded.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	s.Engine.ExecWait(ctx, id)
+	splice(client, brw, mon, mr, x.Config.Stdin, func() {
+		// The client asks for the exit code next: have it recorded.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Engine.ExecWait(ctx, id)
+	})
 }
 
 func (s *Server) execResize(w http.ResponseWriter, r *http.Request) {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/berth-dev/berth/engine"
@@ -110,7 +111,11 @@ func (s *Server) networkCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	n, err := m.Create(req.Name, o)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		code := http.StatusBadRequest
+		if errors.Is(err, enginenet.ErrExists) {
+			code = http.StatusConflict
+		}
+		writeError(w, code, strings.TrimPrefix(err.Error(), enginenet.ErrExists.Error()+": "))
 		return
 	}
 	s.Engine.Events.Publish(engine.Event{Type: "network", Action: "create", ID: n.ID, Attributes: map[string]string{"name": n.Name, "type": "bridge"}})

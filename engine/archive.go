@@ -30,13 +30,26 @@ type PathStat struct {
 // ErrPathNotFound: no such path in the container.
 var ErrPathNotFound = errors.New("no such path in the container")
 
-// withRootfs runs fn with the container's root filesystem mounted (it is
-// while the container runs; a stopped one's is mounted for fn). The
-// container's own mounts (volumes, binds) are not part of it.
+// withRootfs runs fn with the container's root directory. A running
+// container's is its process's root (/proc/<pid>/root), which shows its
+// volumes and binds too, and nothing is held meanwhile: a slow copy does
+// not hold up a stop. A stopped one's root filesystem is mounted for fn
+// (without its volumes), and starts wait for fn.
 func (e *Engine) withRootfs(ref string, fn func(root *os.File) error) error {
 	c, err := e.lookup(ref)
 	if err != nil {
 		return err
+	}
+	if rec := c.snapshot(); rec.State.Status == Running && rec.State.Pid > 0 {
+		root, err := os.OpenFile(fmt.Sprintf("/proc/%d/root", rec.State.Pid), unix.O_PATH|unix.O_DIRECTORY, 0)
+		if err == nil {
+			defer root.Close()
+			// The PID was the container's when the root was opened, not
+			// a later process's that got the number.
+			if now := c.snapshot(); now.State.Status == Running && now.State.Pid == rec.State.Pid && now.State.StartedAt.Equal(rec.State.StartedAt) {
+				return fn(root)
+			}
+		}
 	}
 	c.op.Lock()
 	defer c.op.Unlock()
@@ -177,11 +190,17 @@ func archiveAt(tw *tar.Writer, dir *os.File, base, name string) error {
 	hdr := &tar.Header{Name: name, Mode: int64(st.Mode & 0o7777), Uid: int(st.Uid), Gid: int(st.Gid), ModTime: time.Unix(st.Mtim.Unix()), Format: tar.FormatPAX}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
-		f, err := inroot.Openat2(int(dir.Fd()), base, unix.O_RDONLY|unix.O_NOFOLLOW, unix.RESOLVE_BENEATH|unix.RESOLVE_NO_SYMLINKS)
+		// Opened only if it is still a regular file (the container may
+		// have put a FIFO or a device in its place since the stat), and
+		// sized by what was opened.
+		f, err := inroot.OpenRegular(int(dir.Fd()), base, unix.RESOLVE_BENEATH|unix.RESOLVE_NO_SYMLINKS)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+			return err
+		}
 		hdr.Typeflag, hdr.Size = tar.TypeReg, st.Size
 		if err := tw.WriteHeader(hdr); err != nil {
 			return err
@@ -238,7 +257,8 @@ func (e *Engine) ExtractArchive(ctx context.Context, ref, p string, r io.Reader)
 		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 			return invalid{fmt.Errorf("extraction point %s is not a directory", p)}
 		}
-		_, err = layer.Apply(fmt.Sprintf("/proc/self/fd/%d", dir.Fd()), r, layer.Options{})
+		// A name such as .wh.x is a file's here, no whiteout.
+		_, err = layer.Apply(fmt.Sprintf("/proc/self/fd/%d", dir.Fd()), r, layer.Options{Literal: true})
 		return err
 	})
 }

@@ -111,7 +111,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (Container, error)
 		return fail(err)
 	}
 	e.mu.Lock()
-	e.containers[id] = &container{rec: rec, gone: make(chan struct{})}
+	e.containers[id] = newContainer(rec)
 	e.mu.Unlock()
 	e.Events.publish(Event{Type: "container", Action: "create", ID: id, Attributes: map[string]string{"name": name, "image": o.Image}})
 	return rec, nil

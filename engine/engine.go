@@ -78,6 +78,26 @@ type container struct {
 	attaches []*pendingAttach
 	removed  bool
 	gone     chan struct{} // closed at the removal
+	// changed is closed (and replaced) at every change of the record,
+	// for waiters.
+	changed chan struct{}
+	// runs counts the runs started, exits the exits recorded (a wait
+	// for the next exit waits for a given run's).
+	runs, exits int
+	// cleaned is closed when the current run's exit has been cleaned up
+	// after (its mount, monitor directory and network): the next run
+	// starts only then.
+	cleaned chan struct{}
+}
+
+func newContainer(rec Container) *container {
+	return &container{rec: rec, gone: make(chan struct{}), changed: make(chan struct{})}
+}
+
+// notifyLocked wakes the waiters; c.mu is held.
+func (c *container) notifyLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
 }
 
 func (c *container) snapshot() Container {
@@ -134,7 +154,7 @@ func Open(cfg Config, images *image.Store) (*Engine, error) {
 			e.cleanupFiles(ent.Name(), "")
 			continue
 		}
-		c := &container{rec: rec, gone: make(chan struct{})}
+		c := newContainer(rec)
 		e.containers[rec.ID] = c
 		e.names[rec.Name] = rec.ID
 	}
@@ -142,21 +162,38 @@ func Open(cfg Config, images *image.Store) (*Engine, error) {
 	if err := os.MkdirAll(e.volumes.dir, 0o700); err != nil {
 		return nil, err
 	}
+	var later []func()
 	for _, c := range e.containers {
-		e.restore(c)
+		if f := e.restore(c); f != nil {
+			later = append(later, f)
+		}
 	}
 	if cfg.Networks != nil {
 		// Namespaces of containers that are not running any more (their
 		// exit came while the engine was down, or the engine died
-		// between an exit and its cleanup) are undone.
+		// between an exit and its cleanup) are undone, before any
+		// restart owed makes new ones; the published ports of those
+		// that run are taken again.
 		cfg.Networks.Reconcile(ctx, func(id string) (string, bool) {
 			c, err := e.lookup(id)
 			if err != nil || c.snapshot().ID != id {
 				return "", false
 			}
 			rec := c.snapshot()
-			return e.networkOf(rec.Spec), rec.State.Status == Running
+			return e.networkOf(rec.Spec), rec.State.Status == Running || rec.State.Status == Restarting
 		})
+		for _, c := range e.containers {
+			if rec := c.snapshot(); rec.State.Status == Running && rec.State.Net != nil {
+				cfg.Networks.Reserve(rec.ID, portMappings(rec.State.Net.Ports))
+			}
+		}
+	}
+	for _, f := range later {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			f()
+		}()
 	}
 	return e, nil
 }
@@ -178,18 +215,19 @@ func (e *Engine) monitorDir(id string) string {
 	return filepath.Join(e.cfg.RunDir, "m", id[:min(len(id), 32)])
 }
 
-// restore takes back a container after the engine's start.
-func (e *Engine) restore(c *container) {
+// restore takes back a container after the engine's start. What must
+// wait until the namespaces left behind are reconciled (restarts) it
+// returns, to be run then.
+func (e *Engine) restore(c *container) func() {
 	c.mu.Lock()
 	rec := c.rec
 	c.mu.Unlock()
+	mon := shim.Client{Dir: e.monitorDir(rec.ID)}
 	switch rec.State.Status {
 	case Restarting:
 		// Between an exit and the policy's restart: the exit is
 		// recorded, the restart is still owed.
-		e.wg.Add(1)
-		go func() {
-			defer e.wg.Done()
+		return func() {
 			c.op.Lock()
 			defer c.op.Unlock()
 			if cur := c.snapshot(); cur.State.Status == Restarting && !cur.State.StoppedByUser {
@@ -198,48 +236,71 @@ func (e *Engine) restore(c *container) {
 					e.update(c, func(r *Container) { r.State.Status = Exited })
 				}
 			}
-		}()
+		}
 	case Running:
-		mon := shim.Client{Dir: e.monitorDir(rec.ID)}
+		c.mu.Lock()
+		c.runs = 1
+		c.exited = make(chan struct{})
+		c.cleaned = make(chan struct{})
+		c.mu.Unlock()
 		ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
 		pid, running, exit, err := mon.State(ctx)
 		cancel()
 		if err == nil && running {
 			e.log.Info("container still running", "id", rec.ID, "pid", pid)
-			c.mu.Lock()
-			c.exited = make(chan struct{})
-			c.mu.Unlock()
 			e.watch(c, mon)
 			e.monitorHealth(c)
-			return
+			return nil
 		}
 		if exit == nil {
 			exit = &shim.Exit{Code: 255, At: time.Now().UTC()}
+			e.deleteRuntimeState(rec)
 		}
 		e.log.Info("container exited while the engine was down", "id", rec.ID, "code", exit.Code)
-		c.mu.Lock()
-		c.exited = make(chan struct{})
-		c.mu.Unlock()
 		e.exited(c, *exit)
 	case Created, Exited, Dead:
+		// A start the engine died in the middle of: the monitor may be
+		// there, and its container running, with the record not yet
+		// saying so. It is taken back rather than left unknown.
+		if _, err := os.Stat(mon.Dir); err == nil {
+			ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
+			pid, running, _, err := mon.State(ctx)
+			cancel()
+			if err == nil && running {
+				e.log.Info("taking back a container whose start the engine did not record", "id", rec.ID, "pid", pid)
+				var net *NetState
+				if e.cfg.Networks != nil {
+					if _, err := os.Stat(e.cfg.Networks.NetnsPath(rec.ID)); err == nil {
+						net = &NetState{Network: e.networkOf(rec.Spec), Netns: e.cfg.Networks.NetnsPath(rec.ID)}
+					}
+				}
+				c.mu.Lock()
+				c.runs = 1
+				c.exited = make(chan struct{})
+				c.cleaned = make(chan struct{})
+				c.mu.Unlock()
+				e.update(c, func(r *Container) {
+					r.State = State{Status: Running, Pid: pid, StartedAt: time.Now().UTC(), RestartCount: r.State.RestartCount, Runtime: e.runtimeOf(*r), Net: net}
+				})
+				e.watch(c, mon)
+				return nil
+			}
+			os.RemoveAll(mon.Dir)
+			e.deleteRuntimeState(rec)
+		}
 		if rec.Spec.Restart.Name == "always" && rec.State.Status == Exited {
 			// Docker starts always-containers when it starts, even
 			// stopped ones.
-			e.wg.Add(1)
-			go func() {
-				defer e.wg.Done()
+			return func() {
 				if err := e.Start(e.ctx, rec.ID); err != nil {
 					e.log.Warn("restart at engine start", "id", rec.ID, "err", err)
 				}
-			}()
+			}
 		}
 	case Removing:
-		e.wg.Add(1)
-		go func() {
-			defer e.wg.Done()
-			e.Remove(e.ctx, rec.ID, RemoveOptions{Force: true})
-		}()
+		return func() { e.Remove(e.ctx, rec.ID, RemoveOptions{Force: true}) }
 	}
+	return nil
 }
 
 // Lookup finds a container by ID, unique ID prefix or name.
@@ -306,6 +367,7 @@ func (e *Engine) update(c *container, fn func(*Container)) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	fn(&c.rec)
+	c.notifyLocked()
 	if c.removed {
 		return nil
 	}

@@ -77,11 +77,11 @@ func (e *Engine) ExecCreate(ref string, cfg ExecConfig) (string, error) {
 	if rec.State.Status != Running {
 		return "", fmt.Errorf("%w: %s", ErrNotRunning, rec.ID[:12])
 	}
-	if len(cfg.Cmd) == 0 {
-		return "", errors.New("exec: no command given")
+	if len(cfg.Cmd) == 0 || cfg.Cmd[0] == "" {
+		return "", invalid{errors.New("exec: no command given")}
 	}
 	if cfg.WorkingDir != "" && !filepath.IsAbs(cfg.WorkingDir) {
-		return "", fmt.Errorf("exec: working directory %q is not absolute", cfg.WorkingDir)
+		return "", invalid{fmt.Errorf("exec: working directory %q is not absolute", cfg.WorkingDir)}
 	}
 	id := newID()
 	e.execs.mu.Lock()
@@ -133,6 +133,9 @@ func (e *Engine) ExecStart(ctx context.Context, id string, attach bool) (net.Con
 	x.mu.Unlock()
 	fail := func(err error) (net.Conn, io.Reader, error) {
 		code := 126
+		if msg := err.Error(); strings.Contains(msg, "no such file") || strings.Contains(msg, "not found") {
+			code = 127
+		}
 		x.mu.Lock()
 		x.state.ExitCode = &code
 		x.mu.Unlock()
@@ -181,7 +184,10 @@ func (e *Engine) ExecStart(ctx context.Context, id string, attach bool) (net.Con
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		exit, err := mon.Wait(context.Background())
+		exit, err := mon.Wait(e.ctx)
+		if e.ctx.Err() != nil {
+			return // the engine closes; the exec runs on, unrecorded
+		}
 		if err != nil {
 			exit = shim.Exit{Code: 255}
 		}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"strconv"
@@ -34,11 +35,48 @@ func (e *Engine) Start(ctx context.Context, ref string) error {
 		return err
 	}
 	c.op.Lock()
-	defer c.op.Unlock()
-	return e.start(ctx, c)
+	err = e.start(ctx, c)
+	c.op.Unlock()
+	if rec := c.snapshot(); err != nil && rec.Spec.AutoRemove {
+		// As Docker: a --rm container that could not start is removed
+		// (a client waits for that, condition "removed").
+		e.Remove(context.Background(), rec.ID, RemoveOptions{Force: true, Volumes: true})
+	}
+	return err
+}
+
+// runtimeOf names the runtime a container runs (or will run) with.
+func (e *Engine) runtimeOf(rec Container) string {
+	switch {
+	case rec.State.Runtime != "":
+		return rec.State.Runtime
+	case rec.Spec.Runtime != "":
+		return rec.Spec.Runtime
+	}
+	return e.cfg.DefaultRuntime
+}
+
+// deleteRuntimeState has the runtime forget a container whose monitor
+// died without doing so: otherwise its next create would find the ID
+// taken.
+func (e *Engine) deleteRuntimeState(rec Container) {
+	rt := e.runtimeCommand(e.runtimeOf(rec))
+	cmd := exec.Command(rt[0], append(rt[1:], "delete", "--force", rec.ID)...)
+	cmd.Run()
 }
 
 func (e *Engine) start(ctx context.Context, c *container) error {
+	// The start is the engine's once begun: a client that goes away
+	// must not cut it half-way (a monitor launched, its answer lost).
+	ctx = context.WithoutCancel(ctx)
+	c.mu.Lock()
+	cleaned := c.cleaned
+	c.mu.Unlock()
+	if cleaned != nil {
+		// The last run's exit is cleaned up after first: its monitor
+		// directory, mount and network are the new run's too.
+		<-cleaned
+	}
 	rec := c.snapshot()
 	switch {
 	case c.removed || rec.State.Status == Removing:
@@ -53,6 +91,7 @@ func (e *Engine) start(ctx context.Context, c *container) error {
 	var fail func(err error) error
 	fail = func(err error) error {
 		snapshot.Unmount(filepath.Join(e.containerDir(rec.ID), "bundle", "rootfs"))
+		e.failAttaches(c, err)
 		e.update(c, func(r *Container) { r.State.Error = err.Error() })
 		e.Events.publish(Event{Type: "container", Action: "die", ID: rec.ID, Attributes: map[string]string{"name": rec.Name, "error": err.Error()}})
 		return err
@@ -105,14 +144,21 @@ func (e *Engine) start(ctx context.Context, c *container) error {
 	pending := c.attaches
 	c.attaches = nil
 	c.exited = make(chan struct{})
+	c.cleaned = make(chan struct{})
+	c.runs++
 	c.mu.Unlock()
 	for _, a := range pending {
 		conn, r, err := mon.Attach(ctx, a.stdin, a.stdout, a.stderr)
 		a.done <- attachResult{conn, r, err}
 	}
 	if err := mon.Start(ctx); err != nil {
-		mon.Kill(context.Background(), syscall.SIGKILL, true)
-		mon.Wait(context.Background())
+		if mon.Kill(context.Background(), syscall.SIGKILL, true) == nil {
+			mon.Wait(context.Background())
+		} else {
+			// A monitor that cannot be reached cannot kill: the
+			// runtime removes the created process itself.
+			e.deleteRuntimeState(rec)
+		}
 		os.RemoveAll(dir)
 		return fail(err)
 	}
@@ -156,6 +202,14 @@ func netState(a *network.Attachment, ports []PortMapping) *NetState {
 		return nil
 	}
 	return &NetState{Network: a.Network, NetworkID: a.NetworkID, Netns: a.Netns, Interface: a.Interface, IP: a.IP.String(), PrefixLen: a.PrefixLen, Gateway: a.Gateway.String(), MAC: a.MAC, Ports: ports}
+}
+
+func portMappings(ps []PortMapping) []network.PortMapping {
+	out := make([]network.PortMapping, len(ps))
+	for i, p := range ps {
+		out[i] = network.PortMapping(p)
+	}
+	return out
 }
 
 // allocatePorts gives a host port to each mapping that asks for any (-p
@@ -360,14 +414,26 @@ func (e *Engine) watch(c *container, mon shim.Client) {
 		if err != nil {
 			e.log.Warn("monitor gone without an exit status", "id", c.snapshot().ID, "err", err)
 			exit = shim.Exit{Code: 255, At: time.Now().UTC()}
+			e.deleteRuntimeState(c.snapshot())
 		}
 		e.exited(c, exit)
 	}()
 }
 
 // exited records an exit and does what the restart policy and --rm say.
+//
+// The run's leftovers go first (mount, monitor directory, network), and
+// only then is the exit recorded and told: whoever sees the container
+// exited may start it again at once.
 func (e *Engine) exited(c *container, exit shim.Exit) {
+	before := c.snapshot()
+	snapshot.Unmount(filepath.Join(e.containerDir(before.ID), "bundle", "rootfs"))
+	os.RemoveAll(e.monitorDir(before.ID))
+	e.detach(c, before)
 	var rec Container
+	c.mu.Lock()
+	c.exits++
+	c.mu.Unlock()
 	e.update(c, func(r *Container) {
 		r.State.Status = Exited
 		r.State.Pid = 0
@@ -375,15 +441,14 @@ func (e *Engine) exited(c *container, exit shim.Exit) {
 		r.State.FinishedAt = exit.At
 		rec = *r
 	})
-	snapshot.Unmount(filepath.Join(e.containerDir(rec.ID), "bundle", "rootfs"))
-	os.RemoveAll(e.monitorDir(rec.ID))
-	e.detach(c, rec)
 	c.mu.Lock()
-	if c.exited != nil {
-		select {
-		case <-c.exited:
-		default:
-			close(c.exited)
+	for _, ch := range []chan struct{}{c.exited, c.cleaned} {
+		if ch != nil {
+			select {
+			case <-ch:
+			default:
+				close(ch)
+			}
 		}
 	}
 	c.mu.Unlock()
@@ -392,7 +457,7 @@ func (e *Engine) exited(c *container, exit shim.Exit) {
 		e.wg.Add(1)
 		go func() {
 			defer e.wg.Done()
-			if err := e.Remove(e.ctx, rec.ID, RemoveOptions{Force: true}); err != nil && !errors.Is(err, ErrNotFound) {
+			if err := e.Remove(e.ctx, rec.ID, RemoveOptions{Force: true, Volumes: true}); err != nil && !errors.Is(err, ErrNotFound) {
 				e.log.Warn("auto-remove", "id", rec.ID, "err", err)
 			}
 		}()
@@ -480,12 +545,16 @@ func (e *Engine) Stop(ctx context.Context, ref string, timeout *time.Duration) e
 	c.mu.Lock()
 	exited := c.exited
 	c.mu.Unlock()
-	if wait > 0 {
+	if wait != 0 {
 		mon.Kill(ctx, sig, false)
+		var deadline <-chan time.Time // a negative timeout waits for ever
+		if wait > 0 {
+			deadline = time.After(wait)
+		}
 		select {
 		case <-exited:
 			return nil
-		case <-time.After(wait):
+		case <-deadline:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -529,9 +598,21 @@ func (e *Engine) Wait(ctx context.Context, ref, condition string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	switch condition {
+	case "", "not-running", "next-exit", "removed":
+	default:
+		return 0, invalid{fmt.Errorf("wait condition %q: not-running, next-exit or removed", condition)}
+	}
+	// The next exit is the running run's, or else the next run's.
+	c.mu.Lock()
+	target := c.runs
+	if c.rec.State.Status != Running {
+		target++
+	}
+	c.mu.Unlock()
 	for {
 		c.mu.Lock()
-		rec, exited, removed := c.rec, c.exited, c.removed
+		rec, removed, exits, changed := c.rec, c.removed, c.exits, c.changed
 		c.mu.Unlock()
 		switch condition {
 		case "", "not-running":
@@ -539,26 +620,30 @@ func (e *Engine) Wait(ctx context.Context, ref, condition string) (int, error) {
 				return rec.State.ExitCode, nil
 			}
 		case "next-exit":
-			condition = "not-running"
-			if rec.State.Status != Running {
-				// The next run's exit: wait for a start first.
-				exited = nil
+			if exits >= target {
+				return rec.State.ExitCode, nil
 			}
 		case "removed":
 			if removed {
 				return rec.State.ExitCode, nil
 			}
-			// Until the removal, not the exit (which may have been).
-			exited = c.gone
-		default:
-			return 0, fmt.Errorf("wait condition %q: not-running, next-exit or removed", condition)
 		}
 		select {
-		case <-exited:
-		case <-time.After(50 * time.Millisecond):
+		case <-changed:
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		}
+	}
+}
+
+// failAttaches ends the attaches waiting for a start that will not come.
+func (e *Engine) failAttaches(c *container, err error) {
+	c.mu.Lock()
+	pending := c.attaches
+	c.attaches = nil
+	c.mu.Unlock()
+	for _, a := range pending {
+		a.done <- attachResult{err: err}
 	}
 }
 
@@ -612,7 +697,9 @@ func (e *Engine) Remove(ctx context.Context, ref string, o RemoveOptions) error 
 	c.mu.Lock()
 	c.removed = true
 	close(c.gone)
+	c.notifyLocked()
 	c.mu.Unlock()
+	e.failAttaches(c, fmt.Errorf("%w: %s was removed", ErrNotFound, rec.ID[:12]))
 	e.mu.Lock()
 	delete(e.containers, rec.ID)
 	if e.names[rec.Name] == rec.ID {

@@ -140,11 +140,18 @@ func Read(ctx context.Context, path string, o ReadOptions, stop <-chan struct{},
 		// rotated after it (several rotations may come between two
 		// looks), and go on with the new one.
 		if st, err := os.Stat(path); err == nil && (cur == nil || !sameFile(cur, st)) {
+			// The new current file is opened before the rotated ones
+			// are listed: a rotation between the two then only makes
+			// it one of them, which the listing leaves to it.
+			next, nextErr := os.Open(path)
 			if cur != nil {
 				if _, err = readEntries(r, partial, live); err != nil {
+					if next != nil {
+						next.Close()
+					}
 					return err
 				}
-				for _, p := range rotatedAfter(path, cur) {
+				for _, p := range rotatedBetween(path, cur, next) {
 					f, err := os.Open(p)
 					if err != nil {
 						continue
@@ -157,7 +164,7 @@ func Read(ctx context.Context, path string, o ReadOptions, stop <-chan struct{},
 				}
 				cur.Close()
 			}
-			if cur, err = os.Open(path); err != nil {
+			if cur, err = next, nextErr; err != nil {
 				cur = nil
 				continue
 			}
@@ -172,10 +179,14 @@ func Read(ctx context.Context, path string, o ReadOptions, stop <-chan struct{},
 	}
 }
 
-// rotatedAfter lists the rotated files newer than old (which is now one
-// of them, or gone), the oldest first.
-func rotatedAfter(path string, old *os.File) []string {
+// rotatedBetween lists the rotated files newer than old (which is now
+// one of them, or gone) and older than next (the current file when the
+// rotation was seen, which may have been rotated since), the oldest
+// first. A rotation during the listing shifts files to higher numbers,
+// so a file may be met twice (it is listed once) but none is passed.
+func rotatedBetween(path string, old, next *os.File) []string {
 	var newer []string
+	seen := map[[2]uint64]bool{}
 	for i := 1; ; i++ {
 		p := path + "." + strconv.Itoa(i)
 		st, err := os.Stat(p)
@@ -186,6 +197,17 @@ func rotatedAfter(path string, old *os.File) []string {
 		}
 		if sameFile(old, st) {
 			return newer
+		}
+		if next != nil && sameFile(next, st) {
+			newer, seen = nil, map[[2]uint64]bool{} // all newer than next
+			continue
+		}
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+			id := [2]uint64{uint64(sys.Dev), sys.Ino}
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
 		}
 		newer = append([]string{p}, newer...)
 	}

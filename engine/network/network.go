@@ -93,8 +93,17 @@ type Manager struct {
 	// firewall: the host's FORWARD policy drops, so each container's
 	// traffic needs the firewall plugin's accept rules.
 	firewall bool
-	masq     map[string]bool // networks whose masquerade rule is in place
+	masq     map[string]bool // networks whose rules are in place
+
+	portsMu sync.Mutex
+	ports   map[string]string // "proto/ip/port" published -> container ID
 }
+
+// ErrPortTaken: a published host port is taken.
+var ErrPortTaken = errors.New("port is already allocated")
+
+// ErrExists: a network of that name exists.
+var ErrExists = errors.New("network exists")
 
 // ErrNotFound: no such network.
 var ErrNotFound = errors.New("network not found")
@@ -121,7 +130,7 @@ func Open(cfg Config) (*Manager, error) {
 			return nil, err
 		}
 	}
-	m := &Manager{cfg: cfg, cni: libcni.NewCNIConfigWithCacheDir(cfg.PluginDirs, filepath.Join(cfg.RunDir, "cni", "cache"), nil), masq: map[string]bool{}}
+	m := &Manager{cfg: cfg, cni: libcni.NewCNIConfigWithCacheDir(cfg.PluginDirs, filepath.Join(cfg.RunDir, "cni", "cache"), nil), masq: map[string]bool{}, ports: map[string]string{}}
 	if out, err := exec.Command("iptables", "-w", "-S", "FORWARD").Output(); err == nil {
 		m.firewall = strings.Contains(string(out), "-P FORWARD DROP")
 	}
@@ -164,7 +173,7 @@ func (m *Manager) create(n Network) (Network, error) {
 	}
 	for _, o := range all {
 		if o.Name == n.Name {
-			return Network{}, fmt.Errorf("network with name %s already exists", n.Name)
+			return Network{}, fmt.Errorf("%w: network with name %s already exists", ErrExists, n.Name)
 		}
 	}
 	if n.Subnet == "" {
@@ -190,6 +199,9 @@ func (m *Manager) create(n Network) (Network, error) {
 			return Network{}, fmt.Errorf("subnet %s overlaps with network %s (%s)", n.Subnet, o.Name, o.Subnet)
 		}
 	}
+	if r := hostRouteOverlapping(subnet, n.Bridge); r != "" {
+		return Network{}, fmt.Errorf("subnet %s overlaps with the host's route to %s: choose another (--subnet)", n.Subnet, r)
+	}
 	if n.Gateway == "" {
 		gw := append(net.IP{}, subnet.IP.To4()...)
 		gw[3]++
@@ -208,12 +220,13 @@ func (m *Manager) create(n Network) (Network, error) {
 	return n, m.save(n)
 }
 
-// freeSubnet is the first 10.88.N.0/24 no network has.
+// freeSubnet is the first 10.90.N.0/24 that no network has and no route
+// of the host's reaches (podman's networks are 10.88 and 10.89).
 func freeSubnet(all []Network) (string, error) {
 	for i := 0; i < 256; i++ {
-		cand := fmt.Sprintf("10.88.%d.0/24", i)
+		cand := fmt.Sprintf("10.90.%d.0/24", i)
 		_, c, _ := net.ParseCIDR(cand)
-		free := true
+		free := hostRouteOverlapping(c, "") == ""
 		for _, o := range all {
 			if _, os, err := net.ParseCIDR(o.Subnet); err == nil && (os.Contains(c.IP) || c.Contains(os.IP)) {
 				free = false
@@ -224,7 +237,30 @@ func freeSubnet(all []Network) (string, error) {
 			return cand, nil
 		}
 	}
-	return "", errors.New("no free subnet in 10.88.0.0/16: give one with --subnet")
+	return "", errors.New("no free subnet in 10.90.0.0/16: give one with --subnet")
+}
+
+// hostRouteOverlapping names a route of the host's (other than through
+// bridge, the network's own) that overlaps subnet, or is "".
+func hostRouteOverlapping(subnet *net.IPNet, bridge string) string {
+	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return ""
+	}
+	for _, r := range routes {
+		if r.Dst == nil || r.Dst.IP.IsUnspecified() {
+			continue // the default route overlaps everything
+		}
+		if bridge != "" {
+			if l, err := netlink.LinkByIndex(r.LinkIndex); err == nil && l.Attrs().Name == bridge {
+				continue
+			}
+		}
+		if r.Dst.Contains(subnet.IP) || subnet.Contains(r.Dst.IP) {
+			return r.Dst.String()
+		}
+	}
+	return ""
 }
 
 func (m *Manager) file(name string) string {
@@ -311,8 +347,7 @@ func (m *Manager) Remove(ref string, inUse func(name string) bool) error {
 	if err := os.Remove(m.file(n.Name)); err != nil {
 		return err
 	}
-	exec.Command("iptables", append([]string{"-w", "-t", "nat", "-D"}, masqueradeRule(n)...)...).Run()
-	delete(m.masq, n.Name)
+	m.removeRules(n)
 	// The bridge goes with its network (the plugin leaves it).
 	if link, err := net.InterfaceByName(n.Bridge); err == nil {
 		deleteLink(link.Name)
@@ -332,7 +367,6 @@ func (m *Manager) confList(n Network) (*libcni.NetworkConfigList, error) {
 				"ipam": map[string]any{
 					"type":    "host-local",
 					"ranges":  [][]map[string]string{{{"subnet": n.Subnet, "gateway": n.Gateway}}},
-					"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
 					"dataDir": filepath.Join(m.cfg.RunDir, "cni", "ipam"),
 				},
 			},
@@ -342,12 +376,20 @@ func (m *Manager) confList(n Network) (*libcni.NetworkConfigList, error) {
 	if m.firewall {
 		conf["plugins"] = append(conf["plugins"].([]any), map[string]any{"type": "firewall", "backend": "iptables"})
 	}
+	if !n.Internal {
+		// An internal network has no way out: no default route.
+		bridgePlugin := conf["plugins"].([]any)[0].(map[string]any)
+		bridgePlugin["ipam"].(map[string]any)["routes"] = []map[string]string{{"dst": "0.0.0.0/0"}}
+	}
 	b, err := json.Marshal(conf)
 	if err != nil {
 		return nil, err
 	}
 	return libcni.ConfListFromBytes(b)
 }
+
+// NetnsPath is where a container's network namespace is bind-mounted.
+func (m *Manager) NetnsPath(containerID string) string { return m.netnsPath(containerID) }
 
 func (m *Manager) netnsPath(containerID string) string {
 	return filepath.Join(m.cfg.RunDir, "netns", containerID)
@@ -380,11 +422,21 @@ func (m *Manager) Attach(ctx context.Context, containerID, network string, ports
 	if err != nil {
 		return Attachment{}, err
 	}
-	if err := m.ensureMasquerade(n); err != nil {
+	if err := m.ensureRules(n); err != nil {
+		return Attachment{}, err
+	}
+	if err := m.reserve(containerID, ports, true); err != nil {
 		return Attachment{}, err
 	}
 	path := m.netnsPath(containerID)
+	if _, err := os.Stat(path); err == nil {
+		// A namespace of an earlier run that a crash left: its lease
+		// and rules go before the new ones are made.
+		m.Detach(ctx, containerID, network)
+		m.reserve(containerID, ports, true)
+	}
 	if err := newNetns(path); err != nil {
+		m.release(containerID)
 		return Attachment{}, fmt.Errorf("network namespace: %w", err)
 	}
 	rt := runtimeConf(containerID, path, ports)
@@ -393,12 +445,14 @@ func (m *Manager) Attach(ctx context.Context, containerID, network string, ports
 		// ADD may have done part of its work: DEL undoes what there is.
 		m.cni.DelNetworkList(context.Background(), list, rt)
 		removeNetns(path)
+		m.release(containerID)
 		return Attachment{}, fmt.Errorf("attach to network %s: %w", n.Name, err)
 	}
 	r, err := types100.NewResultFromResult(res)
 	if err != nil || len(r.IPs) == 0 {
 		m.cni.DelNetworkList(context.Background(), list, rt)
 		removeNetns(path)
+		m.release(containerID)
 		if err == nil {
 			err = errors.New("no address assigned")
 		}
@@ -423,6 +477,7 @@ func (m *Manager) Attach(ctx context.Context, containerID, network string, ports
 func (m *Manager) Detach(ctx context.Context, containerID, network string) error {
 	path := m.netnsPath(containerID)
 	var errs []error
+	m.release(containerID)
 	if err := removeNetns(path); err != nil {
 		errs = append(errs, err)
 	}
@@ -441,28 +496,133 @@ func (m *Manager) Detach(ctx context.Context, containerID, network string) error
 	return errors.Join(errs...)
 }
 
-// ensureMasquerade puts in place the one rule that lets a network's
-// containers reach beyond the host (Docker's per-bridge MASQUERADE),
-// instead of the bridge plugin's chain per container. Internal
-// networks have none.
-func (m *Manager) ensureMasquerade(n Network) error {
+// ensureRules puts in place a network's own rules, once: the one rule
+// that lets its containers reach beyond the host (Docker's per-bridge
+// MASQUERADE), instead of the bridge plugin's chain per container; or,
+// for an internal network, the two that keep its traffic on its bridge.
+func (m *Manager) ensureRules(n Network) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if n.Internal || m.masq[n.Name] {
+	if m.masq[n.Name] {
 		return nil
 	}
-	rule := masqueradeRule(n)
-	if exec.Command("iptables", append([]string{"-w", "-t", "nat", "-C"}, rule...)...).Run() != nil {
-		if out, err := exec.Command("iptables", append([]string{"-w", "-t", "nat", "-A"}, rule...)...).CombinedOutput(); err != nil {
-			return fmt.Errorf("masquerade rule for %s: %v: %s", n.Name, err, out)
+	for _, rule := range networkRules(n) {
+		if exec.Command("iptables", iptablesArgs("-C", rule)...).Run() != nil {
+			if out, err := exec.Command("iptables", iptablesArgs("-I", rule)...).CombinedOutput(); err != nil {
+				return fmt.Errorf("iptables rule for network %s: %v: %s", n.Name, err, out)
+			}
 		}
 	}
 	m.masq[n.Name] = true
 	return nil
 }
 
-func masqueradeRule(n Network) []string {
-	return []string{"POSTROUTING", "-s", n.Subnet, "!", "-o", n.Bridge, "-m", "comment", "--comment", "berth network " + n.Name, "-j", "MASQUERADE"}
+// networkRules are a network's iptables rules, without the verb.
+func networkRules(n Network) [][]string {
+	comment := []string{"-m", "comment", "--comment", "berth network " + n.Name}
+	if n.Internal {
+		return [][]string{
+			append([]string{"FORWARD", "-i", n.Bridge, "!", "-o", n.Bridge}, append(comment, "-j", "DROP")...),
+			append([]string{"FORWARD", "-o", n.Bridge, "!", "-i", n.Bridge}, append(comment, "-j", "DROP")...),
+		}
+	}
+	return [][]string{append([]string{"-t", "nat", "POSTROUTING", "-s", n.Subnet, "!", "-o", n.Bridge}, append(comment, "-j", "MASQUERADE")...)}
+}
+
+// iptablesArgs puts the verb (-C, -I, -D) after a rule's table.
+func iptablesArgs(verb string, rule []string) []string {
+	args := []string{"-w"}
+	if rule[0] == "-t" {
+		args = append(args, rule[0], rule[1])
+		rule = rule[2:]
+	}
+	return append(append(args, verb), rule...)
+}
+
+// removeRules takes a network's rules out (at its removal, or when a
+// test or benchmark is done with a default network of its own).
+func (m *Manager) removeRules(n Network) {
+	for _, rule := range networkRules(n) {
+		exec.Command("iptables", iptablesArgs("-D", rule)...).Run()
+	}
+	delete(m.masq, n.Name)
+}
+
+func portKey(p PortMapping, ip string) string {
+	return fmt.Sprintf("%s/%s/%d", p.Protocol, ip, p.HostPort)
+}
+
+// reserve takes a container's published host ports, refusing one that
+// another container has, or that a process of the host listens on
+// (probed when probe is set: at a start, not when taking back ports
+// the running containers hold already).
+func (m *Manager) reserve(containerID string, ports []PortMapping, probe bool) error {
+	m.portsMu.Lock()
+	defer m.portsMu.Unlock()
+	for _, p := range ports {
+		ip := p.HostIP
+		if ip == "" {
+			ip = "0.0.0.0"
+		}
+		for key, owner := range m.ports {
+			if owner == containerID {
+				continue
+			}
+			var op PortMapping
+			var oip string
+			fmt.Sscanf(strings.ReplaceAll(key, "/", " "), "%s %s %d", &op.Protocol, &oip, &op.HostPort)
+			if op.Protocol == p.Protocol && op.HostPort == p.HostPort && (oip == ip || oip == "0.0.0.0" || ip == "0.0.0.0") {
+				m.releaseLocked(containerID)
+				return fmt.Errorf("%w: bind for %s:%d failed: container %s publishes it", ErrPortTaken, ip, p.HostPort, owner[:12])
+			}
+		}
+		if probe {
+			if err := probePort(p.Protocol, ip, p.HostPort); err != nil {
+				m.releaseLocked(containerID)
+				return fmt.Errorf("%w: bind for %s:%d failed: %v", ErrPortTaken, ip, p.HostPort, err)
+			}
+		}
+		m.ports[portKey(p, ip)] = containerID
+	}
+	return nil
+}
+
+// probePort tells whether a host port is free to publish: a process of
+// the host listening on it would be bypassed by the DNAT rule.
+func probePort(proto, ip string, port uint16) error {
+	addr := net.JoinHostPort(ip, fmt.Sprint(port))
+	if proto == "udp" {
+		c, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return l.Close()
+}
+
+// Reserve takes back the ports a running container publishes (at the
+// engine's start).
+func (m *Manager) Reserve(containerID string, ports []PortMapping) {
+	m.reserve(containerID, ports, false)
+}
+
+func (m *Manager) release(containerID string) {
+	m.portsMu.Lock()
+	defer m.portsMu.Unlock()
+	m.releaseLocked(containerID)
+}
+
+func (m *Manager) releaseLocked(containerID string) {
+	for k, owner := range m.ports {
+		if owner == containerID {
+			delete(m.ports, k)
+		}
+	}
 }
 
 // Reconcile detaches every container with a namespace here that live

@@ -293,9 +293,11 @@ func (m *monitor) serve() {
 	}
 	m.deleteContainer()
 	b, _ := json.Marshal(exit)
-	tmp := filepath.Join(m.dir, exitFile+".tmp")
+	// By the directory's descriptor, not its name: the engine may have
+	// made the directory anew for the container's next run already.
+	tmp := m.path(exitFile + ".tmp")
 	if os.WriteFile(tmp, b, 0o600) == nil {
-		os.Rename(tmp, filepath.Join(m.dir, exitFile))
+		os.Rename(tmp, m.path(exitFile))
 	}
 	m.mu.Lock()
 	m.exit = exit
@@ -308,7 +310,7 @@ func (m *monitor) serve() {
 	// before the socket goes.
 	time.Sleep(50 * time.Millisecond)
 	m.ln.Close()
-	os.Remove(filepath.Join(m.dir, socketFile))
+	unix.Unlinkat(m.dfd, socketFile, 0)
 }
 
 // runtime is the runtime's command for args, with its global flags and a

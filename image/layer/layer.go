@@ -109,6 +109,10 @@ type Options struct {
 	// file up into this layer and links to the copy, as overlayfs itself
 	// would have. Without Lowers such a link is ErrLinkBelow.
 	Lowers []string
+	// Literal takes names as they are: ".wh." is no whiteout, ".wh..wh."
+	// no bookkeeping. For archives that are no layers (docker cp's into a
+	// container), where such a name is just a file's.
+	Literal bool
 }
 
 // ErrLinkBelow: a hardlink's target is in none of the layer's own files,
@@ -159,6 +163,7 @@ func Apply(dir string, r io.Reader, o Options) (Stats, error) {
 	a := &applier{
 		root:       root,
 		overlay:    o.Overlay,
+		literal:    o.Literal,
 		maxBytes:   maxBytes,
 		maxEntries: maxEntries,
 		euid:       unix.Geteuid(),
@@ -182,6 +187,7 @@ type applier struct {
 	root       *os.File
 	dirs       dirCache
 	overlay    bool
+	literal    bool
 	maxBytes   int64
 	maxEntries int
 	stats      Stats
@@ -339,13 +345,13 @@ func (a *applier) entry(hdr *tar.Header, tr *tar.Reader) error {
 		return err
 	}
 	parent, base := split(name)
-	if c, ok := whiteoutDir(parent); ok {
+	if c, ok := whiteoutDir(parent); ok && !a.literal {
 		if strings.HasPrefix(c, aufsMetaPrefix) {
 			return nil
 		}
 		return fmt.Errorf("directory %q has a whiteout's name", c)
 	}
-	if strings.HasPrefix(base, whiteoutPrefix) {
+	if strings.HasPrefix(base, whiteoutPrefix) && !a.literal {
 		return a.whiteout(hdr.Name, parent, base)
 	}
 	if name == "." && hdr.Typeflag != tar.TypeDir {

@@ -81,6 +81,8 @@ func newDaemon(t *testing.T) *daemon {
 			d.stop()
 		}
 		exec.Command("ip", "link", "del", bridge).Run()
+		exec.Command("iptables", "-w", "-t", "nat", "-D", "POSTROUTING", "-s", subnet, "!", "-o", bridge,
+			"-m", "comment", "--comment", "berth network bridge", "-j", "MASQUERADE").Run()
 		if t.Failed() {
 			t.Logf("daemon log:\n%s", d.log)
 		}
@@ -528,5 +530,93 @@ func TestHealthRestartVolumesCopyEvents(t *testing.T) {
 		if !strings.Contains(ev, want) {
 			t.Errorf("no %q in events:\n%s", want, ev)
 		}
+	}
+}
+
+// The reviewer's cases: the wait for the next exit of a run that has
+// not started yet, starts in quick succession, ports taken twice, an
+// exec of a missing binary, cp into a volume and of a whiteout's name.
+func TestExitsStartsPortsExecCopy(t *testing.T) {
+	d := newDaemon(t)
+	// Without --rm, the CLI waits for the next exit, which must be the
+	// run it starts, however long that takes to start.
+	for range 3 {
+		if _, err := d.run("run", "--network", "none", "berth.test/busybox", "sh", "-c", "sleep 0.3; exit 3"); exitCode(err) != 3 {
+			t.Fatalf("run of exit 3 (no --rm): %v", err)
+		}
+	}
+	d.must("create", "--name", "again", "berth.test/busybox", "true")
+	for i := range 20 {
+		if out, err := d.run("start", "-a", "again"); err != nil {
+			t.Fatalf("start %d: %v\n%s", i, err, out)
+		}
+	}
+	d.must("run", "-d", "--name", "p1", "-p", "18181:8080", "berth.test/echoserver")
+	_, stderr, err := d.runSplit("", "run", "-d", "--name", "p2", "-p", "18181:8080", "berth.test/echoserver")
+	if err == nil || !strings.Contains(stderr, "already allocated") {
+		t.Errorf("a host port published twice: %v %q", err, stderr)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:18182")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err = d.runSplit("", "run", "--rm", "-p", "127.0.0.1:18182:8080", "berth.test/echoserver")
+	l.Close()
+	if err == nil || !strings.Contains(stderr, "already allocated") {
+		t.Errorf("a host port a host process listens on: %v %q", err, stderr)
+	}
+	if _, err := get("http://127.0.0.1:18181/"); err != nil {
+		t.Errorf("the first container's port stopped answering: %v", err)
+	}
+	_, stderr, err = d.runSplit("", "exec", "p1", "/no/such/binary")
+	if exitCode(err) != 127 || !strings.Contains(stderr, "/no/such/binary") {
+		t.Errorf("exec of a missing binary: exit %d, %q", exitCode(err), stderr)
+	}
+	d.must("run", "-d", "--name", "vol", "-v", "cpvol:/data", "berth.test/busybox", "sleep", "1000")
+	host := t.TempDir()
+	os.WriteFile(filepath.Join(host, ".wh.keep"), []byte("not a whiteout\n"), 0o644)
+	d.must("cp", filepath.Join(host, ".wh.keep"), "vol:/data/")
+	if out := d.must("run", "--rm", "-v", "cpvol:/v", "berth.test/busybox", "cat", "/v/.wh.keep"); out != "not a whiteout" {
+		t.Errorf("cp into a volume: %q", out)
+	}
+	d.must("rm", "-f", "p1", "vol", "again")
+	d.must("volume", "rm", "cpvol")
+	if left := d.leftovers(); len(left) > 0 {
+		t.Fatalf("left behind: %v", left)
+	}
+}
+
+// The docker CLI itself runs against the daemon (it half-closes its
+// attach at once, which Berth's CLI does not).
+func TestDockerCLI(t *testing.T) {
+	if _, err := exec.LookPath("docker"); err != nil {
+		t.Skip("no docker CLI")
+	}
+	d := newDaemon(t)
+	docker := func(args ...string) (string, error) {
+		cmd := exec.Command("docker", args...)
+		cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+d.socket())
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := docker("run", "--rm", "berth.test/busybox", "echo", "hi"); err != nil || out != "hi\n" {
+		t.Errorf("docker run --rm echo: %v %q", err, out)
+	}
+	if _, err := docker("run", "berth.test/busybox", "sh", "-c", "sleep 0.2; exit 5"); exitCode(err) != 5 {
+		t.Errorf("docker run of exit 5: %v", err)
+	}
+	if out, err := docker("run", "--rm", "berth.test/busybox", "/no/such"); exitCode(err) != 127 {
+		t.Errorf("docker run --rm of a missing binary: %v %q", err, out)
+	}
+	eventually(t, 5*time.Second, "the --rm containers removed", func() bool {
+		out, _ := docker("ps", "-a", "-q", "-f", "status=created")
+		return strings.TrimSpace(out) == ""
+	})
+	d.must("run", "-d", "--name", "dx", "berth.test/busybox", "sleep", "1000")
+	if out, err := docker("exec", "dx", "sh", "-c", "echo in; exit 2"); exitCode(err) != 2 || out != "in\n" {
+		t.Errorf("docker exec: %v %q", err, out)
+	}
+	if out, err := docker("ps", "--format", "{{.Names}}"); err != nil || strings.TrimSpace(out) != "dx" {
+		t.Errorf("docker ps: %v %q", err, out)
 	}
 }

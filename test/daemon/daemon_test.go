@@ -39,19 +39,20 @@ func TestMain(m *testing.M) {
 
 // daemon is one `berth daemon` on a root of its own.
 type daemon struct {
-	t    *testing.T
-	root string
-	cmd  *exec.Cmd
-	log  *bytes.Buffer
+	t     *testing.T
+	root  string
+	cmd   *exec.Cmd
+	log   *bytes.Buffer
+	extra []string // more flags for berth daemon
 }
 
 func (d *daemon) socket() string { return filepath.Join(d.root, "run", "berth.sock") }
 
 // newDaemon loads the test images into a fresh root and starts a daemon
 // on it; the test's end stops it and removes what is left.
-func newDaemon(t *testing.T) *daemon {
+func newDaemon(t *testing.T, extra ...string) *daemon {
 	t.Helper()
-	d := &daemon{t: t, root: t.TempDir()}
+	d := &daemon{t: t, root: t.TempDir(), extra: extra}
 	for _, mk := range []func() (testimage.Image, error){testimage.Busybox, testimage.EchoServer} {
 		img, err := mk()
 		if err != nil {
@@ -93,8 +94,8 @@ func newDaemon(t *testing.T) *daemon {
 func (d *daemon) start() {
 	d.t.Helper()
 	d.log = &bytes.Buffer{}
-	d.cmd = exec.Command(berthBin, "--root", d.root, "--log-level", "info", "daemon",
-		"--bridge", bridge, "--subnet", subnet, "--cgroup-parent", "/"+cgroupParent)
+	args := []string{"--root", d.root, "--log-level", "info", "daemon", "--bridge", bridge, "--subnet", subnet, "--cgroup-parent", "/" + cgroupParent}
+	d.cmd = exec.Command(berthBin, append(args, d.extra...)...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)
@@ -193,6 +194,15 @@ func (d *daemon) leftovers() []string {
 
 func TestRunPsLogsExecRemove(t *testing.T) {
 	d := newDaemon(t)
+	// Only root may talk to the daemon.
+	if st, err := os.Stat(d.socket()); err != nil || st.Mode().Perm() != 0o600 || st.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("socket %s: %v, mode %v", d.socket(), err, st.Mode())
+	}
+	if _, err := exec.LookPath("runc"); err == nil {
+		if out := d.must("run", "--rm", "--runtime", "runc", "berth.test/busybox", "echo", "from runc"); out != "from runc" {
+			t.Errorf("--runtime runc: %q", out)
+		}
+	}
 	if out := d.must("run", "--rm", "berth.test/busybox", "echo", "hello"); out != "hello" {
 		t.Fatalf("run --rm echo: %q", out)
 	}
@@ -475,7 +485,7 @@ func TestFiftyRunsAtOnce(t *testing.T) {
 }
 
 func TestHealthRestartVolumesCopyEvents(t *testing.T) {
-	d := newDaemon(t)
+	d := newDaemon(t, "--metrics-addr", "127.0.0.1:19323")
 	start := time.Now()
 	// The image's HEALTHCHECK, at the flags' interval.
 	d.must("run", "-d", "--name", "healthy", "--health-interval", "500ms", "berth.test/echoserver")
@@ -522,6 +532,17 @@ func TestHealthRestartVolumesCopyEvents(t *testing.T) {
 	}
 	if l, _ := os.Readlink(filepath.Join(host, "out", "link")); l != "/etc/passwd" {
 		t.Errorf("cp out of a symlink: %q", l)
+	}
+	// Prometheus metrics, opt-in on their own address.
+	metrics, err := get("http://127.0.0.1:19323/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := len(strings.Fields(d.must("ps", "-q")))
+	for _, want := range []string{fmt.Sprintf(`berth_containers{state="running"} %d`, running), "berth_container_memory_bytes{id=", `berth_container_restarts{id=`, "go_goroutines"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("no %q in the metrics", want)
+		}
 	}
 	// Events since the test began: create, start, die, destroy.
 	d.must("rm", "-f", "box")
@@ -618,5 +639,28 @@ func TestDockerCLI(t *testing.T) {
 	}
 	if out, err := docker("ps", "--format", "{{.Names}}"); err != nil || strings.TrimSpace(out) != "dx" {
 		t.Errorf("docker ps: %v %q", err, out)
+	}
+}
+
+// run -it under a real terminal (script(1) makes one): the container has
+// a terminal of the size of ours, gets what is typed, and its exit code
+// is berth's.
+func TestInteractiveTerminal(t *testing.T) {
+	if _, err := exec.LookPath("script"); err != nil {
+		t.Skip("no script(1) to make a terminal with")
+	}
+	d := newDaemon(t)
+	cmd := exec.Command("script", "-qec", "stty cols 100 rows 30; "+berthBin+" run -it --rm berth.test/busybox sh", "/dev/null")
+	cmd.Env = append(os.Environ(), "BERTH_HOST=unix://"+d.socket())
+	cmd.Stdin = strings.NewReader("echo $((6*7)); tty; stty size; exit 9\n")
+	out, err := cmd.CombinedOutput()
+	got := strings.ReplaceAll(string(out), "\r", "")
+	if exitCode(err) != 9 {
+		t.Errorf("exit: %v, output %q", err, got)
+	}
+	for _, want := range []string{"\n42\n", "/dev/pts/0\n", "30 100\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("no %q in %q", want, got)
+		}
 	}
 }

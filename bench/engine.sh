@@ -22,6 +22,7 @@ make -s build
 go build -o _output/testimage ./internal/testimage/cmd/testimage
 berth=$top/bin/berth
 bench_work berth-bench-engine
+trap 'bench_cleanup; ip link del berthbench0 2>/dev/null; remove_berth_rules berthbench0' EXIT
 _output/testimage -busybox -format docker-archive -o "$work/busybox.tar"
 img=berth.test/busybox:latest
 

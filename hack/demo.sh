@@ -24,6 +24,7 @@ cleanup() {
 		kill "$daemon_pid" 2>/dev/null || true
 		wait "$daemon_pid" 2>/dev/null || true
 		ip link del berthdemo0 2>/dev/null || true
+		remove_berth_rules berthdemo0
 	fi
 	berth image unpack --remove "$work/bundle" 2>/dev/null || true
 	rm -rf "$work"

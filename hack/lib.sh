@@ -29,3 +29,14 @@ need_go() {
 # The C side of the runtime (runtime/nsenter) is built with cgo and linked
 # statically: gcc and libc6-dev's libc.a.
 build_packages=(gcc libc6-dev)
+
+# remove_berth_rules BRIDGE: the iptables rules a berth daemon made for
+# the network on BRIDGE (its masquerade and isolation rules), for scripts
+# that ran a daemon with a default network of their own.
+remove_berth_rules() {
+	local bridge=$1 table
+	for table in filter nat; do
+		iptables -w -t "$table" -S 2>/dev/null | grep -- "berth network" | grep -E -- "-[io] $bridge( |$)" | sed 's/^-A /-D /' |
+			while read -r rule; do eval "iptables -w -t $table $rule" || true; done
+	done
+}

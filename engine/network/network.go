@@ -506,6 +506,17 @@ func (m *Manager) ensureRules(n Network) error {
 	if m.masq[n.Name] {
 		return nil
 	}
+	// The isolation chains, as Docker's: traffic that leaves a berth
+	// bridge for another berth bridge is dropped (stage 1 matches what
+	// leaves a bridge, stage 2 what enters any).
+	for _, chain := range []string{isolation1, isolation2} {
+		exec.Command("iptables", "-w", "-N", chain).Run() // exists already: fine
+	}
+	if exec.Command("iptables", "-w", "-C", "FORWARD", "-j", isolation1).Run() != nil {
+		if out, err := exec.Command("iptables", "-w", "-I", "FORWARD", "-j", isolation1).CombinedOutput(); err != nil {
+			return fmt.Errorf("iptables chain %s: %v: %s", isolation1, err, out)
+		}
+	}
 	for _, rule := range networkRules(n) {
 		if exec.Command("iptables", iptablesArgs("-C", rule)...).Run() != nil {
 			if out, err := exec.Command("iptables", iptablesArgs("-I", rule)...).CombinedOutput(); err != nil {
@@ -520,14 +531,23 @@ func (m *Manager) ensureRules(n Network) error {
 // networkRules are a network's iptables rules, without the verb.
 func networkRules(n Network) [][]string {
 	comment := []string{"-m", "comment", "--comment", "berth network " + n.Name}
+	rules := [][]string{
+		append([]string{isolation1, "-i", n.Bridge, "!", "-o", n.Bridge}, append(comment, "-j", isolation2)...),
+		append([]string{isolation2, "-o", n.Bridge}, append(comment, "-j", "DROP")...),
+	}
 	if n.Internal {
-		return [][]string{
+		return append(rules,
 			append([]string{"FORWARD", "-i", n.Bridge, "!", "-o", n.Bridge}, append(comment, "-j", "DROP")...),
 			append([]string{"FORWARD", "-o", n.Bridge, "!", "-i", n.Bridge}, append(comment, "-j", "DROP")...),
-		}
+		)
 	}
-	return [][]string{append([]string{"-t", "nat", "POSTROUTING", "-s", n.Subnet, "!", "-o", n.Bridge}, append(comment, "-j", "MASQUERADE")...)}
+	return append(rules, append([]string{"-t", "nat", "POSTROUTING", "-s", n.Subnet, "!", "-o", n.Bridge}, append(comment, "-j", "MASQUERADE")...))
 }
+
+const (
+	isolation1 = "BERTH-ISOLATION-1"
+	isolation2 = "BERTH-ISOLATION-2"
+)
 
 // iptablesArgs puts the verb (-C, -I, -D) after a rule's table.
 func iptablesArgs(verb string, rule []string) []string {

@@ -84,6 +84,10 @@ func newDaemon(t *testing.T, extra ...string) *daemon {
 		exec.Command("ip", "link", "del", bridge).Run()
 		exec.Command("iptables", "-w", "-t", "nat", "-D", "POSTROUTING", "-s", subnet, "!", "-o", bridge,
 			"-m", "comment", "--comment", "berth network bridge", "-j", "MASQUERADE").Run()
+		exec.Command("iptables", "-w", "-D", "BERTH-ISOLATION-1", "-i", bridge, "!", "-o", bridge,
+			"-m", "comment", "--comment", "berth network bridge", "-j", "BERTH-ISOLATION-2").Run()
+		exec.Command("iptables", "-w", "-D", "BERTH-ISOLATION-2", "-o", bridge,
+			"-m", "comment", "--comment", "berth network bridge", "-j", "DROP").Run()
 		if t.Failed() {
 			t.Logf("daemon log:\n%s", d.log)
 		}
@@ -387,6 +391,10 @@ func TestNetworking(t *testing.T) {
 	if out := d.must("inspect", "--format", "{{.NetworkSettings.Networks.testnet.IPAddress}}", "onnet"); !strings.HasPrefix(out, "10.96.5.") {
 		t.Errorf("address on testnet: %q", out)
 	}
+	// Networks are isolated from each other, as Docker's bridges are.
+	if out, err := d.run("exec", "onnet", "wget", "-T", "2", "-qO-", "http://"+ip+":8080/"); err == nil {
+		t.Errorf("a container on testnet reached one on the default network: %q", out)
+	}
 	if _, err := d.run("network", "rm", "testnet"); err == nil {
 		t.Errorf("a network in use was removed")
 	}
@@ -415,6 +423,20 @@ func TestContainersOutliveTheDaemon(t *testing.T) {
 		t.Errorf("the published port died with the daemon: %v", err)
 	}
 	d.start()
+	// The exit that came while the daemon was down was cleaned up after
+	// at its start: namespaces and leases are the two running ones'.
+	var netns, leases int
+	for _, l := range d.leftovers() {
+		switch {
+		case strings.HasPrefix(l, "netns "):
+			netns++
+		case strings.HasPrefix(l, "lease "):
+			leases++
+		}
+	}
+	if netns != 2 || leases != 2 {
+		t.Errorf("after the restart %d namespaces and %d leases, not 2 and 2: %v", netns, leases, d.leftovers())
+	}
 	out := d.must("ps", "-a", "--format", "{{.Names}} {{.State}} {{.Status}}")
 	lines := strings.Split(out, "\n")
 	if len(lines) != 3 {
